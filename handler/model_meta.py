@@ -1,0 +1,86 @@
+"""The archive's ``model_meta.json``: labels, preprocessing, weights provenance, self-test.
+
+Written by ``scripts/build_mar.py`` from the torchvision weights' own metadata and read
+here by the handler, so nothing about the model is hard-coded in two places.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from handler.transforms import PreprocessSpec
+
+META_FILENAME = "model_meta.json"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where the weights came from and whether they are really pretrained."""
+
+    file: str
+    source: str
+    sha256: str
+    pretrained: bool
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "source": self.source, "sha256": self.sha256, "pretrained": self.pretrained}
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A fixed synthetic input and the logits the archived weights gave on it at build time."""
+
+    seed: int
+    shape: tuple[int, ...]
+    logits: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything the handler needs to know about the model besides its tensors."""
+
+    architecture: str
+    categories: tuple[str, ...]
+    preprocessing: PreprocessSpec
+    weights: WeightsInfo
+    selftest: SelfTest
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.categories)
+
+
+def parse_model_meta(raw: dict) -> ModelMeta:
+    """Validate and convert the JSON document; raises ValueError on a malformed one."""
+    try:
+        categories = tuple(str(c) for c in raw["categories"])
+        if not categories:
+            raise ValueError("categories is empty")
+        weights = raw["weights"]
+        selftest = raw["selftest"]
+        return ModelMeta(
+            architecture=str(raw["architecture"]),
+            categories=categories,
+            preprocessing=PreprocessSpec.from_dict(raw["preprocessing"]),
+            weights=WeightsInfo(
+                file=str(weights["file"]),
+                source=str(weights["source"]),
+                sha256=str(weights["sha256"]),
+                pretrained=bool(weights["pretrained"]),
+            ),
+            selftest=SelfTest(
+                seed=int(selftest["seed"]),
+                shape=tuple(int(v) for v in selftest["shape"]),
+                logits=tuple(float(v) for v in selftest["logits"]),
+            ),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"model_meta.json is malformed: {exc!r}") from exc
+
+
+def load_model_meta(model_dir: str | Path) -> ModelMeta:
+    """Read ``model_meta.json`` from an extracted archive (or any directory)."""
+    path = Path(model_dir) / META_FILENAME
+    return parse_model_meta(json.loads(path.read_text(encoding="utf-8")))

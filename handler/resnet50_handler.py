@@ -1,0 +1,289 @@
+"""TorchServe entry point: the one class TorchServe's loader finds in this module.
+
+handle() runs preprocess -> inference -> postprocess over a TorchServe batch, the template
+method of TorchServe's own handlers, but every request keeps its own outcome: a bad image
+fails its request alone (a raised exception would fail the whole batch with 503), and
+``_respond_error`` is the single place where typed errors become HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from handler.backends import create_backend
+from handler.decoding import DecodeLimits
+from handler.errors import InternalError, ServiceError, error_body
+from handler.jsonlog import configure_logging
+from handler.model_meta import load_model_meta
+from handler.pipeline import ClassificationPipeline
+from handler.request_parsing import (
+    is_health_probe,
+    normalise_headers,
+    parse_request,
+    request_id_from,
+)
+from handler.request_state import RequestState
+from handler.runtime_env import configure_torch_threads, select_device, threads_per_worker
+from handler.selftest import SelfTestFailed
+from handler.settings import HandlerSettings
+
+JSON_CONTENT_TYPE = "application/json"
+NEAR_LIMIT_FRACTION = 0.8
+
+
+class ResNet50Handler:
+    """ResNet-50 ImageNet classifier: three request forms in, SPEC's JSON out."""
+
+    def __init__(self) -> None:
+        self.initialized = False
+        self.context: Any = None
+        self.settings = HandlerSettings()
+        self.log = logging.getLogger("resnet50")
+        self.pipeline: ClassificationPipeline | None = None
+        self.model_name = "resnet50"
+        self.model_version = "1.0"
+        self.threads = 1
+        self.selftest: dict = {}
+
+    # ---------------------------------------------------------------- lifecycle
+    def initialize(self, context: Any) -> None:
+        """Load metadata and weights from the archive, size the threads, prove the model."""
+        self.context = context
+        self.settings = HandlerSettings.from_env()
+        self.log = configure_logging(self.settings.log_level, self.settings.log_format)
+        properties = context.system_properties
+        model_dir = Path(properties.get("model_dir", "."))
+        manifest_model = (getattr(context, "manifest", None) or {}).get("model", {})
+        self.model_name = manifest_model.get("modelName", getattr(context, "model_name", "resnet50"))
+        self.model_version = str(manifest_model.get("modelVersion", "1.0"))
+        try:
+            meta = load_model_meta(model_dir)
+            self.threads = threads_per_worker(self.settings.workers, self.settings.threads_per_worker)
+            configure_torch_threads(self.threads)
+            device = select_device(self.settings.device, properties.get("gpu_id"))
+            backend = create_backend(
+                self.settings.backend, model_dir / meta.weights.file, meta.architecture,
+                meta.num_classes, device, self.settings.precision,
+            )
+            limits = DecodeLimits(
+                max_bytes=self.settings.max_file_size,
+                max_pixels=self.settings.max_image_pixels,
+                max_aspect_ratio=self.settings.max_aspect_ratio,
+            )
+            self.pipeline = ClassificationPipeline(meta, backend, limits)
+            self._prove_model()
+        except Exception:
+            self.log.critical("model failed to load; this worker will not serve", exc_info=True,
+                              extra={"event": "model_load_failed", "model_dir": str(model_dir)})
+            raise
+        if not meta.weights.pretrained:
+            self.log.warning(
+                "SERVING RANDOMLY INITIALISED WEIGHTS: predictions are meaningless. "
+                "Rebuild the archive online or with MODEL_WEIGHTS=<file> for real ImageNet weights.",
+                extra={"event": "random_weights", "weights_source": meta.weights.source},
+            )
+        self.log.info("model ready", extra={
+            "event": "model_ready", "pid": os.getpid(), "backend": backend.describe(),
+            "threads": self.threads, "selftest": self.selftest,
+        })
+        self.initialized = True
+
+    def _prove_model(self) -> None:
+        assert self.pipeline is not None
+        tolerance = self.settings.selftest_tolerance
+        if self.settings.precision != "fp32":
+            tolerance = max(tolerance, 0.05)  # reduced precision moves logits by ~1e-2
+        result = self.pipeline.run_selftest(tolerance)
+        self.selftest = result.to_dict()
+        fp32 = self.settings.precision == "fp32"
+        if result.relative_error > tolerance or (fp32 and not result.top5_match):
+            raise SelfTestFailed(
+                f"self-test failed: relative error {result.relative_error:.3g} > {tolerance:g} "
+                f"or top-5 mismatch ({result.top5_match=}); the weights do not match the archive"
+            )
+
+    # ------------------------------------------------------------------- entry
+    def handle(self, data: list[dict], context: Any) -> list[str]:
+        """TorchServe's entry: one response string per request of the batch."""
+        self.context = context
+        states = self.preprocess(data)
+        self.inference(states)
+        return self.postprocess(states)
+
+    # ----------------------------------------------------------------- stages
+    def preprocess(self, data: list[dict]) -> list[RequestState]:
+        """Parse, decode, validate and transform each request; failures stay per request."""
+        states = []
+        for index, request in enumerate(data):
+            started = time.perf_counter()
+            headers = normalise_headers(self._headers(index))
+            state = RequestState(index=index, request_id=request_id_from(headers, self._ts_request_id(index)),
+                                 started=started)
+            states.append(state)
+            if headers.get("describe") == "True":
+                state.kind = "describe"
+                continue
+            if is_health_probe(headers):
+                state.kind = "health"
+                continue
+            try:
+                state.parsed = parse_request(request or {}, headers, self.settings.default_top_k,
+                                             self.pipeline.meta.num_classes)
+                state.prepared = self.pipeline.prepare(state.parsed.image_bytes)
+            except ServiceError as error:
+                state.error = error
+            except Exception:  # noqa: BLE001 - a bug must not fail the rest of the batch
+                self.log.error("unexpected preprocessing failure", exc_info=True,
+                               extra={"request_id": state.request_id})
+                state.error = InternalError()
+            state.timing_ms["preprocess"] = _ms_since(started)
+        return states
+
+    def inference(self, states: list[RequestState]) -> list[RequestState]:
+        """One batched forward pass over every request that survived preprocessing."""
+        ready = [s for s in states if s.prepared is not None and s.error is None]
+        if not ready:
+            return states
+        started = time.perf_counter()
+        try:
+            probabilities = self.pipeline.probabilities([s.prepared.tensor for s in ready])
+        except Exception:  # noqa: BLE001 - answer every request with a sanitized 500
+            self.log.error("inference failed", exc_info=True,
+                           extra={"request_ids": [s.request_id for s in ready]})
+            for state in ready:
+                state.error = InternalError()
+            return states
+        elapsed = _ms_since(started)
+        for state, row in zip(ready, probabilities):
+            state.probabilities = row
+            state.timing_ms["inference"] = elapsed
+        return states
+
+    def postprocess(self, states: list[RequestState]) -> list[str]:
+        """Top-k and the JSON body per request; statuses and content types set on the context."""
+        responses = []
+        for state in states:
+            started = time.perf_counter()
+            if state.kind == "describe":
+                responses.append(json.dumps(self.describe_handle()))
+                continue
+            self.context.set_response_content_type(state.index, JSON_CONTENT_TYPE)
+            if state.kind == "health":
+                responses.append(json.dumps(self._health_body(state.request_id)))
+                continue
+            if state.error is not None:
+                responses.append(self._respond_error(state))
+                continue
+            try:
+                body = self._prediction_body(state, started)
+            except Exception:  # noqa: BLE001
+                self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
+                state.error = InternalError()
+                responses.append(self._respond_error(state))
+                continue
+            responses.append(json.dumps(body))
+            self._log_success(state, body)
+        return responses
+
+    def describe_handle(self) -> dict:
+        """The handler's part of /info (TorchServe's ``customizedMetadata``)."""
+        meta = self.pipeline.meta
+        return {
+            "architecture": meta.architecture,
+            "weights": meta.weights.to_dict(),
+            "pretrained": meta.weights.pretrained,
+            "num_classes": meta.num_classes,
+            "preprocessing": meta.preprocessing.to_dict(),
+            "runtime": {
+                **self.pipeline.backend.describe(),
+                "threads_per_worker": self.threads,
+                "workers_configured": self.settings.workers,
+            },
+            "limits": {
+                "max_file_size": self.settings.max_file_size,
+                "max_image_pixels": self.settings.max_image_pixels,
+                "max_aspect_ratio": self.settings.max_aspect_ratio,
+                "top_k": {"min": 1, "max": meta.num_classes, "default": self.settings.default_top_k},
+            },
+            "selftest": self.selftest,
+        }
+
+    # ---------------------------------------------------------------- helpers
+    def _respond_error(self, state: RequestState) -> str:
+        """The single place where a typed error becomes an HTTP status and JSON body."""
+        error = state.error
+        self.context.set_response_status(error.status, error.code, state.index)
+        self.context.set_response_header(state.index, "X-Error-Code", error.code)
+        self.log.error(error.message, extra={
+            "event": "request_failed", "request_id": state.request_id, "status": error.status,
+            "code": error.code, "latency_ms": _ms_since(state.started),
+            "image_bytes": len(state.parsed.image_bytes) if state.parsed else None,
+        })
+        return json.dumps(error_body(error, state.request_id))
+
+    def _prediction_body(self, state: RequestState, started: float) -> dict:
+        predictions = self.pipeline.top_k(state.probabilities, state.parsed.top_k)
+        state.timing_ms["postprocess"] = _ms_since(started)
+        decoded = state.prepared.decoded
+        return {
+            "request_id": state.request_id,
+            "model": {
+                "name": self.model_name,
+                "version": self.model_version,
+                "pretrained": self.pipeline.meta.weights.pretrained,
+            },
+            "predictions": predictions,
+            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
+            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
+            "created_at": _utc_now(),
+        }
+
+    def _health_body(self, request_id: str) -> dict:
+        return {
+            "status": "healthy",
+            "model": {"name": self.model_name, "version": self.model_version},
+            "pretrained": self.pipeline.meta.weights.pretrained,
+            "worker_pid": os.getpid(),
+            "request_id": request_id,
+        }
+
+    def _log_success(self, state: RequestState, body: dict) -> None:
+        latency = _ms_since(state.started)
+        size = len(state.parsed.image_bytes)
+        decoded = state.prepared.decoded
+        near_limit = (size > NEAR_LIMIT_FRACTION * self.settings.max_file_size
+                      or decoded.width * decoded.height > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels)
+        slow = latency > self.settings.slow_request_ms
+        level = logging.WARNING if (near_limit or slow) else logging.INFO
+        self.log.log(level, "prediction", extra={
+            "event": "prediction", "request_id": state.request_id, "status": 200,
+            "latency_ms": round(latency, 2), "timing_ms": body["timing_ms"], "image_bytes": size,
+            "image": body["image"], "form": state.parsed.source, "top_k": state.parsed.top_k,
+            "top1": body["predictions"][0]["class_id"], "near_limit": near_limit, "slow": slow,
+        })
+
+    def _headers(self, index: int) -> dict:
+        try:
+            return self.context.get_all_request_header(index) or {}
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return {}
+
+    def _ts_request_id(self, index: int) -> str:
+        try:
+            return str(self.context.get_request_id(index))
+        except (AttributeError, IndexError, KeyError, TypeError):
+            return f"req-{index}"
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

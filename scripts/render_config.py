@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Render config/*.template into RUN_DIR/config/ from the settings (env + .env).
+
+Templates use ``${NAME}`` for settings (like envsubst in the official nginx image); a name
+that is not a known setting is an error, so a typo never ships as a literal. nginx's own
+``$variables`` (lower case, no braces) are left alone.
+
+Usage: scripts/render_config.py  (prints the rendered directory)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.settings import REPO_ROOT, load_settings  # noqa: E402
+
+CONFIG_DIR = REPO_ROOT / "config"
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# nginx directories for pid and temp paths (kept empty: bodies stay in memory).
+NGINX_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def template_values(settings: dict[str, str]) -> dict[str, str]:
+    """Settings plus the few values derived from them."""
+    values = dict(settings)
+    timeout = int(settings["REQUEST_TIMEOUT"])
+    # TorchServe kills a worker whose response times out; nginx must give up well before.
+    values["TS_RESPONSE_TIMEOUT"] = str(max(2 * timeout, timeout + 30))
+    values["TS_MAX_REQUEST_SIZE"] = str(int(settings["MAX_FILE_SIZE"]) + 65536)
+    return values
+
+
+def render_text(template: str, values: dict[str, str]) -> str:
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"template uses unknown setting ${{{name}}}")
+        return values[name]
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def render_all(settings: dict[str, str]) -> Path:
+    """Write config.properties, nginx.conf and log4j2.xml into RUN_DIR/config; return that dir."""
+    run_dir = Path(settings["RUN_DIR"])
+    out = run_dir / "config"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in NGINX_DIRS:
+        (run_dir / "nginx" / name).mkdir(parents=True, exist_ok=True)
+    (run_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    values = template_values(settings)
+    for template in sorted(CONFIG_DIR.glob("*.template")):
+        target = out / template.name.removesuffix(".template")
+        target.write_text(render_text(template.read_text(encoding="utf-8"), values), encoding="utf-8")
+    shutil.copyfile(CONFIG_DIR / "log4j2.xml", out / "log4j2.xml")
+    return out
+
+
+def main() -> int:
+    print(render_all(load_settings()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Service settings: defaults, a `.env` file, then the environment (which wins).
+
+One table, ``SETTINGS``, names every knob with its default and meaning; the README's
+configuration table and `.env.example` mirror it (a unit test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORT", "5000", "Public port of the nginx proxy."),
+    Setting("BIND_ADDRESS", "0.0.0.0", "Address nginx listens on (127.0.0.1 to keep it local)."),
+    Setting("MODEL_NAME", "resnet50", "Model name registered in TorchServe (and the .mar file name)."),
+    Setting("MODEL_VERSION", "1.0", "Version written into the archive."),
+    Setting("MODEL_WEIGHTS", "", "Local weights file (state dict) to archive; empty = torchvision download, "
+            "offline fallback to seeded random weights; 'random' = skip the download."),
+    Setting("MODEL_STORE", "model_store", "Directory holding the built .mar archives."),
+    Setting("DEVICE", "cpu", "cpu or cuda (cuda uses the GPU TorchServe assigns to each worker)."),
+    Setting("BACKEND", "eager", "Runtime backend inside the handler (eager)."),
+    Setting("PRECISION", "fp32", "fp32 (default); bf16 (CPU/GPU) or fp16 (GPU) are opt-in."),
+    Setting("WORKERS", "1", "TorchServe worker processes for the model."),
+    Setting("THREADS_PER_WORKER", "0", "Intra-op threads per worker; 0 = cores // WORKERS."),
+    Setting("BATCH_SIZE", "4", "TorchServe dynamic batching: most requests per forward pass."),
+    Setting("MAX_BATCH_DELAY_MS", "5", "How long TorchServe waits to fill a batch (ms)."),
+    Setting("JOB_QUEUE_SIZE", "64", "TorchServe's queue of waiting requests; full = 503."),
+    Setting("MAX_FILE_SIZE", "10485760", "Largest request body in bytes (nginx answers 413 above it)."),
+    Setting("MAX_IMAGE_PIXELS", "40000000", "Largest decoded image (width x height); above = 413."),
+    Setting("MAX_ASPECT_RATIO", "100", "Longest/shortest side ratio accepted; above = 400 invalid_image."),
+    Setting("REQUEST_TIMEOUT", "30", "Seconds nginx waits for a prediction before answering 504."),
+    Setting("DEFAULT_TOP_K", "5", "top_k when the request does not give one (1..1000)."),
+    Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR."),
+    Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
+    Setting("SLOW_REQUEST_MS", "1000", "Requests slower than this are logged at WARNING."),
+    Setting("TS_INFERENCE_PORT", "8080", "TorchServe inference API port (127.0.0.1 only)."),
+    Setting("TS_MANAGEMENT_PORT", "8081", "TorchServe management API port (127.0.0.1 only)."),
+    Setting("TS_METRICS_PORT", "8082", "TorchServe metrics API port (127.0.0.1 only)."),
+    Setting("TS_JAVA_HEAP", "512m", "Java heap of the TorchServe frontend."),
+    Setting("RUN_DIR", ".run", "Rendered config, pid files and the detached log."),
+    Setting("STARTUP_TIMEOUT", "180", "Seconds `serve.sh --detach` waits for /health to be 200."),
+)
+
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; '#' comments, optional quotes and 'export ' are understood."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _DOTENV_LINE.match(line)
+        if not match:
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].strip()
+        values[key] = value
+    return values
+
+
+def load_settings(env: dict[str, str] | None = None, dotenv: Path | None = None) -> dict[str, str]:
+    """Defaults < .env (ENV_FILE or ./.env) < environment; validated, paths made absolute."""
+    env = dict(os.environ if env is None else env)
+    dotenv = dotenv or Path(env.get("ENV_FILE", REPO_ROOT / ".env"))
+    merged = dict(DEFAULTS)
+    merged.update({k: v for k, v in read_dotenv(dotenv).items() if k in DEFAULTS})
+    merged.update({k: v for k, v in env.items() if k in DEFAULTS})
+    for key in ("MODEL_STORE", "RUN_DIR"):
+        merged[key] = str((REPO_ROOT / merged[key]).resolve())
+    if merged["MODEL_WEIGHTS"] and merged["MODEL_WEIGHTS"] != "random":
+        merged["MODEL_WEIGHTS"] = str(Path(merged["MODEL_WEIGHTS"]).expanduser().resolve())
+    validate(merged)
+    return merged
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def validate(s: dict[str, str]) -> None:
+    def integer(name: str, low: int, high: int) -> int:
+        try:
+            value = int(s[name])
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {s[name]!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    ports = [integer(p, 1, 65535) for p in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT")]
+    if len(set(ports)) != len(ports):
+        raise SettingsError(f"PORT and the TS_*_PORT settings must differ, got {ports}")
+    integer("WORKERS", 1, 64)
+    integer("THREADS_PER_WORKER", 0, 256)
+    integer("BATCH_SIZE", 1, 256)
+    integer("MAX_BATCH_DELAY_MS", 0, 10_000)
+    integer("JOB_QUEUE_SIZE", 1, 100_000)
+    integer("MAX_FILE_SIZE", 1024, 1 << 30)
+    integer("MAX_IMAGE_PIXELS", 1, 1 << 31)
+    integer("REQUEST_TIMEOUT", 1, 3600)
+    integer("DEFAULT_TOP_K", 1, 1000)
+    integer("SLOW_REQUEST_MS", 1, 3_600_000)
+    integer("STARTUP_TIMEOUT", 1, 3600)
+    if s["LOG_FORMAT"] not in ("json", "text"):
+        raise SettingsError(f"LOG_FORMAT must be json or text, got {s['LOG_FORMAT']!r}")
+    if s["LOG_LEVEL"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {s['LOG_LEVEL']!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", s["DEVICE"]):
+        raise SettingsError(f"DEVICE must be cpu or cuda, got {s['DEVICE']!r}")
+    if s["PRECISION"] not in ("fp32", "bf16", "fp16"):
+        raise SettingsError(f"PRECISION must be fp32, bf16 or fp16, got {s['PRECISION']!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", s["MODEL_NAME"]):
+        raise SettingsError(f"MODEL_NAME may use letters, digits, '_' and '-', got {s['MODEL_NAME']!r}")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", s["MODEL_VERSION"]):
+        raise SettingsError(f"MODEL_VERSION must look like 1.0, got {s['MODEL_VERSION']!r}")
+    if not re.fullmatch(r"[0-9.:a-fA-F]+", s["BIND_ADDRESS"]):
+        raise SettingsError(f"BIND_ADDRESS must be an IP address, got {s['BIND_ADDRESS']!r}")
+    if not re.fullmatch(r"[0-9]+[kmgKMG]?", s["TS_JAVA_HEAP"]):
+        raise SettingsError(f"TS_JAVA_HEAP must look like 512m, got {s['TS_JAVA_HEAP']!r}")
+
+
+def handler_environment(s: dict[str, str]) -> dict[str, str]:
+    """The subset the handler reads in each TorchServe worker (see handler/settings.py)."""
+    keys = ("DEVICE", "BACKEND", "PRECISION", "WORKERS", "THREADS_PER_WORKER", "MAX_FILE_SIZE",
+            "MAX_IMAGE_PIXELS", "MAX_ASPECT_RATIO", "DEFAULT_TOP_K", "LOG_LEVEL", "LOG_FORMAT",
+            "SLOW_REQUEST_MS")
+    return {k: s[k] for k in keys}
