@@ -83,7 +83,8 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
     except (PayloadTooLarge, InvalidImage):
         raise
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge("The image has too many pixels.") from exc
+        # PIL's own guard fires inside open() above twice its default limit.
+        raise PayloadTooLarge(f"The image has too many pixels; the limit is {limits.max_pixels}.") from exc
     except MemoryError as exc:
         raise PayloadTooLarge("The image needs more memory to decode than the service allows.") from exc
     except Exception as exc:  # noqa: BLE001 - PIL plugins raise many types on corrupt input
@@ -128,7 +129,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16") or image.mode == "I":
         values = np.asarray(image, dtype=np.int64)
         scaled = np.clip(values >> 8, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L").convert("RGB")
+        return Image.fromarray(scaled).convert("RGB")  # uint8 -> L
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):

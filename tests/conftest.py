@@ -1,0 +1,52 @@
+"""Shared fixtures: a model directory laid out like an extracted archive (random weights)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from scripts import build_mar  # noqa: E402
+
+
+def make_model_dir(target: Path, state: dict, source: str = "random-init:seed=0", pretrained: bool = False) -> Path:
+    """weights.pt + model_meta.json + handler/ exactly as build_mar stages them for the archiver."""
+    target.mkdir(parents=True, exist_ok=True)
+    weights_file, extra = build_mar.stage_archive_inputs(target, state, source, pretrained)
+    for item in extra.iterdir():
+        shutil.move(str(item), target / item.name)
+    extra.rmdir()
+    return target
+
+
+@pytest.fixture(scope="session")
+def random_state() -> dict:
+    state, _, pretrained = build_mar.resolve_weights("random")
+    assert pretrained is False
+    return state
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, random_state) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model"), random_state)
+
+
+@pytest.fixture(scope="session")
+def tampered_model_dir(tmp_path_factory, model_dir) -> Path:
+    """Same metadata (and self-test reference) but one layer's weights changed."""
+    target = tmp_path_factory.mktemp("tampered")
+    for item in model_dir.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, target / item.name)
+    state = torch.load(target / "weights.pt", weights_only=True)
+    state["layer4.2.conv3.weight"] = state["layer4.2.conv3.weight"] * 1.5
+    torch.save(state, target / "weights.pt")
+    meta = json.loads((target / "model_meta.json").read_text())
+    assert meta["weights"]["pretrained"] is False
+    return target

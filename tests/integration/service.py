@@ -1,0 +1,94 @@
+"""Start and stop the real service (scripts/serve.sh) on free loopback ports for tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class RunningService:
+    env: dict[str, str]
+    base_url: str
+    run_dir: Path
+    model_store: Path
+    startup_s: float = 0.0
+    health_before_ready: list[tuple[int, dict]] = field(default_factory=list)
+
+    @property
+    def archive(self) -> Path:
+        return self.model_store / f"{self.env['MODEL_NAME']}.mar"
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def read_archive(self, name: str) -> bytes:
+        with zipfile.ZipFile(self.archive) as archive:
+            return archive.read(name)
+
+    def log_lines(self) -> list[dict]:
+        lines = []
+        for raw in (self.run_dir / "service.log").read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                pass
+        return lines
+
+    def stop(self) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO_ROOT / "scripts" / "serve.sh"), "--stop"], env=self.env,
+                              capture_output=True, text=True, timeout=180)
+
+
+def start_service(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None = None,
+                  watch_health: bool = True) -> RunningService:
+    """`scripts/serve.sh --detach` with its own ports and RUN_DIR; records /health until ready."""
+    port, inference, management, metrics = free_ports(4)
+    env = dict(os.environ)
+    env.update({
+        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
+        "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
+        "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
+        "ENV_FILE": str(run_dir / "no.env"), "STARTUP_TIMEOUT": "300",
+    })
+    env.update(extra_env or {})
+    service = RunningService(env=env, base_url=f"http://127.0.0.1:{port}", run_dir=run_dir, model_store=model_store)
+    started = time.monotonic()
+    process = subprocess.Popen([str(REPO_ROOT / "scripts" / "serve.sh"), "--detach"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while process.poll() is None and watch_health:
+        try:
+            response = requests.get(service.url("/health"), timeout=5)
+            service.health_before_ready.append((response.status_code, response.json()))
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    output, _ = process.communicate(timeout=600)
+    service.startup_s = time.monotonic() - started
+    if process.returncode != 0:
+        service.stop()
+        raise RuntimeError(f"serve.sh --detach failed ({process.returncode}):\n{output}")
+    return service

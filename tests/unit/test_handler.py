@@ -1,0 +1,118 @@
+"""The entry class end to end with a fake TorchServe context and a random-weights archive dir."""
+
+import base64
+import json
+
+import pytest
+import torch
+
+from handler.resnet50_handler import ResNet50Handler
+from handler.selftest import SelfTestFailed
+from tests.images import jpeg_bytes, png_bytes
+from tests.unit.fake_context import FakeContext
+
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir):
+    h = ResNet50Handler()
+    h.initialize(FakeContext(model_dir))
+    return h
+
+
+def run(handler, model_dir, requests, headers):
+    context = FakeContext(model_dir, headers)
+    return context, [json.loads(r) for r in handler.handle(requests, context)]
+
+
+def test_initialize_proves_the_model(handler):
+    assert handler.initialized
+    assert handler.selftest["passed"] is True
+    assert handler.selftest["relative_error"] < 1e-4
+
+
+def test_mixed_batch_keeps_per_request_outcomes(handler, model_dir):
+    good = jpeg_bytes(120, 90)
+    json_body = json.dumps({"image": base64.b64encode(png_bytes()).decode(), "top_k": 2}).encode()
+    requests = [
+        {"file": good, "top_k": b"3"},
+        {"body": b"not an image"},
+        {"body": json_body},
+        {"body": b"{broken"},
+        {"file": good, "top_k": b"0"},
+    ]
+    headers = [MULTIPART | {"X-Request-ID": "r0"}, {"Content-Type": "text/plain"},
+               {"Content-Type": "application/json"}, {"Content-Type": "application/json"}, MULTIPART]
+    context, bodies = run(handler, model_dir, requests, headers)
+
+    assert len(bodies[0]["predictions"]) == 3 and bodies[0]["request_id"] == "r0"
+    assert len(bodies[2]["predictions"]) == 2 and bodies[2]["image"]["format"] == "PNG"
+    assert [bodies[i]["error"]["code"] for i in (1, 3, 4)] == ["unsupported_media_type", "invalid_json",
+                                                               "invalid_top_k"]
+    assert context.status == {1: (415, "unsupported_media_type"), 3: (400, "invalid_json"),
+                              4: (400, "invalid_top_k")}
+    assert all(ct == "application/json" for ct in context.content_type.values())
+    assert bodies[4]["error"]["request_id"] == "ts-4"  # no proxy header: TorchServe's own id
+
+
+def test_prediction_body_shape(handler, model_dir):
+    _, (body,) = run(handler, model_dir, [{"body": jpeg_bytes(64, 48)}], [{}])
+    predictions = body["predictions"]
+    assert [p["rank"] for p in predictions] == [1, 2, 3, 4, 5]
+    probabilities = [p["probability"] for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0 < p <= 1 for p in probabilities)
+    assert predictions[0]["label"] == handler.pipeline.meta.categories[predictions[0]["class_id"]]
+    assert body["model"] == {"name": "resnet50", "version": "1.0", "pretrained": False}
+    assert body["image"] == {"width": 64, "height": 48, "format": "JPEG"}
+    assert set(body["timing_ms"]) == {"preprocess", "inference", "postprocess"}
+    assert body["created_at"].endswith("Z")
+
+
+def test_batched_equals_single(handler, model_dir):
+    images = [jpeg_bytes(100 + 10 * i, 80, seed=i) for i in range(4)]
+    _, batched = run(handler, model_dir, [{"body": b} for b in images], [{"X-Top-K": "10"}] * 4)
+    for image, together in zip(images, batched):
+        _, (alone,) = run(handler, model_dir, [{"body": image}], [{"X-Top-K": "10"}])
+        assert [p["class_id"] for p in alone["predictions"]] == [p["class_id"] for p in together["predictions"]]
+        for a, b in zip(alone["predictions"], together["predictions"]):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+def test_health_probe_and_describe(handler, model_dir):
+    context, (health,) = run(handler, model_dir, [{}], [{"X-Health-Probe": "1", "X-Request-ID": "h1"}])
+    assert health["status"] == "healthy" and health["request_id"] == "h1" and health["pretrained"] is False
+    _, (described,) = run(handler, model_dir, [{}], [{"describe": "True"}])
+    assert described["pretrained"] is False
+    assert described["weights"]["source"].startswith("random-init")
+    assert described["num_classes"] == 1000
+    assert described["preprocessing"]["crop_size"] == 224
+    assert described["limits"]["top_k"] == {"min": 1, "max": 1000, "default": 5}
+    assert described["runtime"]["torch"] == torch.__version__
+
+
+def test_inference_failure_answers_500_for_the_batch_only(handler, model_dir, monkeypatch):
+    def broken(_tensors):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(handler.pipeline, "probabilities", broken)
+    context, bodies = run(handler, model_dir, [{"body": jpeg_bytes()}, {"body": b"text"}], [{}, {}])
+    assert bodies[0]["error"]["code"] == "internal_error"
+    assert "secret" not in bodies[0]["error"]["message"]
+    assert context.status[0][0] == 500 and context.response_headers[0]["X-Error-Code"] == "internal_error"
+    assert bodies[1]["error"]["code"] == "unsupported_media_type"
+
+
+def test_tampered_weights_never_serve(tampered_model_dir):
+    handler = ResNet50Handler()
+    with pytest.raises(SelfTestFailed):
+        handler.initialize(FakeContext(tampered_model_dir))
+    assert not handler.initialized
+
+
+def test_tampered_weights_log_critical(tampered_model_dir, capsys):
+    with pytest.raises(SelfTestFailed):
+        ResNet50Handler().initialize(FakeContext(tampered_model_dir))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(line["level"] == "CRITICAL" and line["event"] == "model_load_failed" for line in lines)

@@ -1,0 +1,95 @@
+"""parse_request: the three request forms, top_k from every source, and their errors."""
+
+import base64
+import json
+
+import pytest
+
+from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage
+from handler.request_parsing import normalise_headers, parse_request, parse_top_k, request_id_from
+
+IMG = b"\xff\xd8\xff fake jpeg bytes"
+MULTIPART = {"content-type": "multipart/form-data; boundary=x"}
+JSON = {"content-type": "application/json"}
+
+
+def parse(data, headers=None, default=5):
+    return parse_request(data, headers or {}, default_top_k=default, max_k=1000)
+
+
+def test_multipart_file_and_top_k_field():
+    parsed = parse({"file": IMG, "top_k": b"3"}, MULTIPART)
+    assert (parsed.image_bytes, parsed.top_k, parsed.source) == (IMG, 3, "multipart")
+
+
+def test_raw_body_with_query_top_k():
+    parsed = parse({"body": IMG}, {"content-type": "image/jpeg", "x-top-k": "7"})
+    assert (parsed.image_bytes, parsed.top_k, parsed.source) == (IMG, 7, "raw")
+
+
+def test_json_body_bytes_and_predecoded_dict():
+    body = {"image": base64.b64encode(IMG).decode(), "top_k": 2}
+    for data in ({"body": json.dumps(body).encode()}, {"body": body}):
+        parsed = parse(data, JSON)
+        assert (parsed.image_bytes, parsed.top_k, parsed.source) == (IMG, 2, "json")
+
+
+def test_json_accepts_data_url_and_line_breaks():
+    encoded = base64.encodebytes(IMG).decode()
+    parsed = parse({"body": json.dumps({"image": "data:image/jpeg;base64," + encoded}).encode()}, JSON)
+    assert parsed.image_bytes == IMG
+
+
+def test_body_field_wins_over_query_and_default_applies():
+    assert parse({"file": IMG, "top_k": "2"}, {**MULTIPART, "x-top-k": "9"}).top_k == 2
+    assert parse({"file": IMG}, {**MULTIPART, "x-top-k": "9"}).top_k == 9
+    assert parse({"body": IMG}, default=4).top_k == 4
+
+
+@pytest.mark.parametrize("data, headers", [
+    ({"notfile": IMG}, MULTIPART), ({"file": b""}, MULTIPART), ({"body": b""}, {}), ({}, {}),
+    ({"body": b'{"top_k": 3}'}, JSON), ({"body": b'{"image": ""}'}, JSON), ({"body": b"  "}, JSON),
+])
+def test_missing_image(data, headers):
+    with pytest.raises(MissingImage):
+        parse(data, headers)
+
+
+@pytest.mark.parametrize("body", [b"{bad", b"[1, 2]", b'"str"', b"\xff\xfe", b"42", b'{"image": 5}'])
+def test_invalid_json(body):
+    with pytest.raises(InvalidJson):
+        parse({"body": body}, JSON)
+
+
+def test_invalid_base64_is_invalid_image():
+    with pytest.raises(InvalidImage):
+        parse({"body": b'{"image": "not base64!!"}'}, JSON)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1001, "abc", "2.5", 2.5, True, "", " ", "1e3", None, [3], "99999999"])
+def test_invalid_top_k(value):
+    with pytest.raises(InvalidTopK):
+        parse_top_k(value, 1000)
+
+
+@pytest.mark.parametrize("value, expected", [(1, 1), ("5", 5), (b"10", 10), (" 7 ", 7), (1000, 1000)])
+def test_valid_top_k(value, expected):
+    assert parse_top_k(value, 1000) == expected
+
+
+def test_invalid_top_k_in_json_and_query():
+    with pytest.raises(InvalidTopK):
+        parse({"body": json.dumps({"image": base64.b64encode(IMG).decode(), "top_k": 0}).encode()}, JSON)
+    with pytest.raises(InvalidTopK):
+        parse({"body": IMG}, {"x-top-k": "abc"})
+
+
+def test_request_id_sanity():
+    assert request_id_from({"x-request-id": "abc-123"}, "fallback") == "abc-123"
+    assert request_id_from({"x-request-id": "bad\nid"}, "fallback") == "fallback"
+    assert request_id_from({"x-request-id": "x" * 500}, "fallback") == "fallback"
+    assert request_id_from({}, "fallback") == "fallback"
+
+
+def test_normalise_headers_drops_per_field_entries():
+    assert normalise_headers({"X-Top-K": "3", "file": {"content-type": "image/png"}}) == {"x-top-k": "3"}

@@ -1,0 +1,65 @@
+"""Settings (.env + environment), template rendering, and docs kept in step with SETTINGS."""
+
+from pathlib import Path
+
+import pytest
+
+from scripts.render_config import render_all, render_text, template_values
+from scripts.settings import SETTINGS, SettingsError, load_settings, read_dotenv
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dotenv_parsing(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text('# comment\nPORT=6000\nexport LOG_FORMAT="text"\nWORKERS = 2  # two\n\nBROKEN LINE\n')
+    assert read_dotenv(env_file) == {"PORT": "6000", "LOG_FORMAT": "text", "WORKERS": "2"}
+
+
+def test_environment_wins_over_dotenv(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=6000\nWORKERS=2\n")
+    settings = load_settings({"PORT": "7000"}, env_file)
+    assert settings["PORT"] == "7000" and settings["WORKERS"] == "2" and settings["LOG_LEVEL"] == "INFO"
+
+
+@pytest.mark.parametrize("override", [
+    {"PORT": "0"}, {"PORT": "abc"}, {"PORT": "8080"}, {"LOG_FORMAT": "xml"}, {"DEVICE": "tpu"},
+    {"DEFAULT_TOP_K": "1001"}, {"MODEL_NAME": "../evil"}, {"BIND_ADDRESS": "0.0.0.0; evil"},
+    {"PRECISION": "int3"}, {"TS_JAVA_HEAP": "lots"},
+])
+def test_invalid_settings_are_refused(tmp_path, override):
+    with pytest.raises(SettingsError):
+        load_settings(override, tmp_path / "none.env")
+
+
+def test_render_refuses_unknown_placeholders():
+    with pytest.raises(KeyError):
+        render_text("listen ${NOT_A_SETTING};", {"PORT": "1"})
+    assert render_text("listen ${PORT}; set $x $request_id;", {"PORT": "1"}) == "listen 1; set $x $request_id;"
+
+
+def test_rendered_configs_are_consistent(tmp_path):
+    settings = load_settings({"RUN_DIR": str(tmp_path), "MAX_FILE_SIZE": "2048", "REQUEST_TIMEOUT": "7",
+                              "TS_INFERENCE_PORT": "9100"}, tmp_path / "none.env")
+    out = render_all(settings)
+    nginx = (out / "nginx.conf").read_text()
+    properties = (out / "config.properties").read_text()
+    assert "client_max_body_size 2048;" in nginx and "proxy_read_timeout 7s;" in nginx
+    assert "server 127.0.0.1:9100" in nginx
+    assert "max_request_size=67584" in properties
+    timeout = int(template_values(settings)["TS_RESPONSE_TIMEOUT"])
+    assert timeout > 7 and f'"responseTimeout": {timeout}' in properties
+    for line in properties.splitlines():
+        if line.endswith("_address=") or "_address=" in line:
+            assert "127.0.0.1" in line
+    assert "enable_model_api=false" in properties
+    assert "${" not in nginx and "${" not in properties
+
+
+def test_every_setting_is_documented():
+    example = (REPO / ".env.example").read_text()
+    readme = (REPO / "README.md").read_text()
+    for setting in SETTINGS:
+        assert f"{setting.name}=" in example, f"{setting.name} missing from .env.example"
+        assert f"`{setting.name}`" in readme, f"{setting.name} missing from README's configuration table"
