@@ -164,9 +164,22 @@ def signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def reap_children() -> None:
+    """Collect exited children (ours, and orphans adopted when we run as PID 1 in a container):
+    a zombie still counts as a member of its process group."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def wait_group(pgid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        reap_children()
         if not group_alive(pgid):
             return True
         time.sleep(0.1)

@@ -1,0 +1,53 @@
+# ResNet-50 on TorchServe behind nginx, one container, port 5000.
+#   docker build -t resnet50-serve .
+#   docker run --rm -p 5000:5000 resnet50-serve          (stop with: docker stop -t 45 ...)
+# Real ImageNet weights are downloaded while building when the build has network access;
+# otherwise the build falls back to random weights, loudly (/info says pretrained: false).
+# To archive your own weights: put the file in the build context and pass
+#   --build-arg MODEL_WEIGHTS=/app/weights/your.pth
+FROM python:3.11-slim
+
+# CPU-only PyTorch wheels keep the image ~1.5 GB smaller than PyPI's CUDA build.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG MODEL_WEIGHTS=""
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    RUN_DIR=/tmp/run \
+    PORT=5000
+
+# Layer 1: the two system processes of the service: TorchServe's Java frontend and nginx.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless nginx-light \
+ && rm -rf /var/lib/apt/lists/*
+
+# Layer 2: PyTorch (largest, changes least), then layer 3: the rest of the pinned stack.
+COPY requirements/ /app/requirements/
+RUN python -m venv /opt/venv \
+ && pip install --index-url "$TORCH_INDEX_URL" -r /app/requirements/torch.txt \
+ && pip install -r /app/requirements/runtime.txt
+
+# Layer 4: the code, then layer 5: the model archive built from it.
+WORKDIR /app
+COPY handler/ /app/handler/
+COPY scripts/ /app/scripts/
+COPY config/ /app/config/
+COPY model_store/.gitkeep /app/model_store/.gitkeep
+RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" python scripts/build_mar.py --force \
+ && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+
+# Non-root; the image needs no writable path but RUN_DIR (/tmp/run): it runs with
+#   --read-only --tmpfs /tmp:rw,size=512m   (TorchServe unpacks the ~95 MB archive there).
+USER 10001
+EXPOSE 5000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
+  CMD python -c "import os,sys,urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT','5000'), timeout=4).status == 200 else 1)"
+
+# The supervisor is PID 1: it handles SIGTERM (drain nginx, then stop TorchServe), reaps
+# children, and exits non-zero if either process dies so the runtime restarts the container.
+ENTRYPOINT ["python", "scripts/service.py"]

@@ -1,0 +1,40 @@
+"""The README's curl examples work verbatim (only the host:port is pointed at the test service)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from tests.integration.service import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def readme_curl_commands() -> list[str]:
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith("curl ") and "localhost:5000" in line]
+
+
+def test_readme_has_curl_examples_for_every_route_and_form():
+    commands = readme_curl_commands()
+    assert sum("/predict" in c for c in commands) >= 3
+    assert any("/health" in c for c in commands) and any("/info" in c for c in commands)
+
+
+@pytest.mark.parametrize("command", readme_curl_commands())
+def test_readme_curl_example(service, command):
+    command = command.replace("http://localhost:5000", service.base_url)
+    result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    if "/predict" in command:
+        assert len(body["predictions"]) == 3
+    elif "/health" in command:
+        assert body["status"] == "healthy"
+    else:
+        assert body[0]["customizedMetadata"]["architecture"] == "resnet50"
