@@ -58,6 +58,16 @@ class RunningService:
                 pass
         return lines
 
+    def wait_for_logs(self, predicate, count: int = 1, timeout: float = 10.0) -> list[dict]:
+        """Log lines matching ``predicate``, waiting for at least ``count`` (they are written
+        after the response, by another process, through the supervisor's relay)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.log_lines() if predicate(line)]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.1)
+
     def stop(self) -> subprocess.CompletedProcess:
         return subprocess.run([str(REPO_ROOT / "scripts" / "serve.sh"), "--stop"], env=self.env,
                               capture_output=True, text=True, timeout=180)

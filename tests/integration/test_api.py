@@ -147,7 +147,7 @@ def test_client_request_id_is_echoed_everywhere(service):
     assert missing.json()["error"]["request_id"] == rid
     health = requests.get(service.url("/health"), headers={"X-Request-ID": rid}, timeout=10)
     assert health.headers["X-Request-ID"] == rid
-    logged = [line for line in service.log_lines() if line.get("request_id") == rid]
+    logged = service.wait_for_logs(lambda line: line.get("request_id") == rid, count=6)
     assert {line["logger"] for line in logged} >= {"nginx.access", "resnet50"}
 
 
@@ -192,7 +192,7 @@ def test_torchserve_listens_on_loopback_only(service):
 
 def test_logs_are_json_lines_with_levels(service):
     requests.post(service.url("/predict"), data=b"text", headers={"X-Request-ID": "log-check"}, timeout=30)
-    lines = [line for line in service.log_lines() if line.get("request_id") == "log-check"]
+    lines = service.wait_for_logs(lambda line: line.get("request_id") == "log-check", count=2)
     access = [line for line in lines if line["logger"] == "nginx.access"]
     handler = [line for line in lines if line["logger"] == "resnet50"]
     assert access and access[0]["status"] == 415 and access[0]["level"] == "ERROR"
