@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.settings import REPO_ROOT, load_settings  # noqa: E402
+from scripts.settings import REPO_ROOT, api_keys, load_settings  # noqa: E402
 
 CONFIG_DIR = REPO_ROOT / "config"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -31,6 +31,13 @@ def template_values(settings: dict[str, str]) -> dict[str, str]:
     # TorchServe kills a worker whose response times out; nginx must give up well before.
     values["TS_RESPONSE_TIMEOUT"] = str(max(2 * timeout, timeout + 30))
     values["TS_MAX_REQUEST_SIZE"] = str(int(settings["MAX_FILE_SIZE"]) + 65536)
+    # nginx does not count requests whose limit key is empty: that is how "off" is spelt.
+    rate = int(settings["RATE_LIMIT_RPS"])
+    values["RATE_LIMIT_KEY"] = "$binary_remote_addr" if rate > 0 else '""'
+    values["RATE_LIMIT_ZONE_RPS"] = str(max(rate, 1))
+    keys = api_keys(settings)
+    values["API_KEY_DEFAULT"] = "0" if keys else "1"
+    values["API_KEY_ENTRIES"] = "".join(f'        "{key}" 1;\n' for key in keys)
     return values
 
 
@@ -56,6 +63,7 @@ def render_all(settings: dict[str, str]) -> Path:
     for template in sorted(CONFIG_DIR.glob("*.template")):
         target = out / template.name.removesuffix(".template")
         target.write_text(render_text(template.read_text(encoding="utf-8"), values), encoding="utf-8")
+        target.chmod(0o600)  # nginx.conf may hold API keys
     shutil.copyfile(CONFIG_DIR / "log4j2.xml", out / "log4j2.xml")
     return out
 

@@ -37,6 +37,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BATCH_SIZE", "4", "TorchServe dynamic batching: most requests per forward pass."),
     Setting("MAX_BATCH_DELAY_MS", "5", "How long TorchServe waits to fill a batch (ms)."),
     Setting("JOB_QUEUE_SIZE", "64", "TorchServe's queue of waiting requests; full = 503."),
+    Setting("MAX_INFLIGHT", "32", "Predictions nginx lets in at once; more = 503 overloaded with Retry-After "
+            "(keeps every wait well under REQUEST_TIMEOUT)."),
+    Setting("RATE_LIMIT_RPS", "0", "Per-client (IP) request rate limit on /predict and /info; 0 = off. "
+            "Over it: 429 rate_limited."),
+    Setting("RATE_LIMIT_BURST", "20", "Requests a client may send above RATE_LIMIT_RPS before 429."),
+    Setting("API_KEYS", "", "Comma-separated API keys; when set (or API_KEYS_FILE), /predict and /info need "
+            "an X-API-Key header (401 otherwise). /health stays open. Empty = off."),
+    Setting("API_KEYS_FILE", "", "File with one API key per line (# comments allowed), added to API_KEYS."),
     Setting("MAX_FILE_SIZE", "10485760", "Largest request body in bytes (nginx answers 413 above it)."),
     Setting("MAX_IMAGE_PIXELS", "40000000", "Largest decoded image (width x height); above = 413."),
     Setting("MAX_ASPECT_RATIO", "100", "Longest/shortest side ratio accepted; above = 400 invalid_image."),
@@ -48,6 +56,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TS_INFERENCE_PORT", "8080", "TorchServe inference API port (127.0.0.1 only)."),
     Setting("TS_MANAGEMENT_PORT", "8081", "TorchServe management API port (127.0.0.1 only)."),
     Setting("TS_METRICS_PORT", "8082", "TorchServe metrics API port (127.0.0.1 only)."),
+    Setting("TS_GRPC_INFERENCE_PORT", "7070", "TorchServe gRPC inference port (127.0.0.1 only; it cannot be turned off)."),
+    Setting("TS_GRPC_MANAGEMENT_PORT", "7071", "TorchServe gRPC management port (127.0.0.1 only)."),
     Setting("TS_JAVA_HEAP", "512m", "Java heap of the TorchServe frontend."),
     Setting("RUN_DIR", ".run", "Rendered config, pid files and the detached log."),
     Setting("STARTUP_TIMEOUT", "180", "Seconds `serve.sh --detach` waits for /health to be 200."),
@@ -106,7 +116,8 @@ def validate(s: dict[str, str]) -> None:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    ports = [integer(p, 1, 65535) for p in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT")]
+    ports = [integer(p, 1, 65535) for p in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
+                                            "TS_GRPC_INFERENCE_PORT", "TS_GRPC_MANAGEMENT_PORT")]
     if len(set(ports)) != len(ports):
         raise SettingsError(f"PORT and the TS_*_PORT settings must differ, got {ports}")
     integer("WORKERS", 1, 64)
@@ -115,6 +126,12 @@ def validate(s: dict[str, str]) -> None:
     integer("MAX_BATCH_DELAY_MS", 0, 10_000)
     integer("JOB_QUEUE_SIZE", 1, 100_000)
     integer("MAX_FILE_SIZE", 1024, 1 << 30)
+    integer("MAX_INFLIGHT", 1, 100_000)
+    integer("RATE_LIMIT_RPS", 0, 100_000)
+    integer("RATE_LIMIT_BURST", 0, 100_000)
+    for key in api_keys(s):
+        if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,256}", key):
+            raise SettingsError("API keys must be 16-256 characters of letters, digits and ._~+/=-")
     integer("MAX_IMAGE_PIXELS", 1, 1 << 31)
     integer("REQUEST_TIMEOUT", 1, 3600)
     integer("DEFAULT_TOP_K", 1, 1000)
@@ -136,6 +153,18 @@ def validate(s: dict[str, str]) -> None:
         raise SettingsError(f"BIND_ADDRESS must be an IP address, got {s['BIND_ADDRESS']!r}")
     if not re.fullmatch(r"[0-9]+[kmgKMG]?", s["TS_JAVA_HEAP"]):
         raise SettingsError(f"TS_JAVA_HEAP must look like 512m, got {s['TS_JAVA_HEAP']!r}")
+
+
+def api_keys(s: dict[str, str]) -> list[str]:
+    """API_KEYS plus the non-comment lines of API_KEYS_FILE."""
+    keys = [k.strip() for k in s.get("API_KEYS", "").split(",") if k.strip()]
+    if s.get("API_KEYS_FILE"):
+        path = Path(s["API_KEYS_FILE"]).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"API_KEYS_FILE={path} does not exist")
+        keys += [line.strip() for line in path.read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+    return keys
 
 
 def handler_environment(s: dict[str, str]) -> dict[str, str]:

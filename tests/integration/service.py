@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -76,11 +78,12 @@ class RunningService:
 def start_service(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None = None,
                   watch_health: bool = True) -> RunningService:
     """`scripts/serve.sh --detach` with its own ports and RUN_DIR; records /health until ready."""
-    port, inference, management, metrics = free_ports(4)
+    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
     env = dict(os.environ)
     env.update({
         "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
         "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
+        "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
         "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
         "ENV_FILE": str(run_dir / "no.env"), "STARTUP_TIMEOUT": "300",
     })
@@ -102,3 +105,67 @@ def start_service(run_dir: Path, model_store: Path, extra_env: dict[str, str] | 
         service.stop()
         raise RuntimeError(f"serve.sh --detach failed ({process.returncode}):\n{output}")
     return service
+
+
+def variant_archive(source: Path, target_dir: Path, replace: dict[str, bytes]) -> Path:
+    """A copy of the archive with some members replaced (e.g. the handler entry or weights)."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / source.name
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as dst:
+        for item in src.infolist():
+            if item.filename not in replace:
+                dst.writestr(item.filename, src.read(item.filename))
+        for name, data in replace.items():
+            dst.writestr(name, data)
+    return target
+
+
+@dataclass
+class ForegroundService:
+    """scripts/service.py in the foreground, as a container runtime or supervisor would run it."""
+
+    process: subprocess.Popen
+    service: RunningService
+
+    def wait_healthy(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited with {self.process.returncode}")
+            try:
+                if requests.get(self.service.url("/health"), timeout=5).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("service did not become healthy")
+
+    def terminate(self, timeout: float = 120) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.service.stop()
+            self.process.kill()
+            return self.process.wait(timeout=30)
+
+
+def start_foreground(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None = None) -> ForegroundService:
+    """Start without waiting for readiness; output goes to RUN_DIR/service.log like --detach."""
+    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
+    env = dict(os.environ)
+    env.update({
+        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
+        "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
+        "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
+        "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
+        "ENV_FILE": str(run_dir / "no.env"),
+    })
+    env.update(extra_env or {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = (run_dir / "service.log").open("ab")
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "service.py")], env=env,
+                               stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    service = RunningService(env=env, base_url=f"http://127.0.0.1:{port}", run_dir=run_dir, model_store=model_store)
+    return ForegroundService(process=process, service=service)

@@ -184,7 +184,8 @@ def test_info_describes_model_and_handler(service):
 
 # ---------------------------------------------------------------------- listeners, logs
 def test_torchserve_listens_on_loopback_only(service):
-    ports = {int(service.env[k]) for k in ("TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT")}
+    ports = {int(service.env[k]) for k in ("TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
+                                           "TS_GRPC_INFERENCE_PORT", "TS_GRPC_MANAGEMENT_PORT")}
     listening = [c for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.laddr.port in ports]
     assert {c.laddr.port for c in listening} == ports
     assert all(c.laddr.ip in ("127.0.0.1", "::ffff:127.0.0.1") for c in listening), listening
