@@ -1,0 +1,66 @@
+"""Nothing from a request is written to disk: a few hundred requests (valid, invalid, large)
+leave no new file under the repository, the service's working directories or the temp dir."""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.images import jpeg_bytes, png_bytes
+from tests.integration.service import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+SKIP_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis"}
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float]]:
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith("pytest-of-")]
+        for name in filenames:
+            path = Path(dirpath, name)
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files[str(path)] = (stat.st_size, stat.st_mtime)
+    return files
+
+
+def test_requests_leave_no_files_behind(service):
+    big = b"\xff\xd8\xff" + os.urandom(6 * 1024 * 1024)  # near the limit, in nginx's body buffer
+    valid = jpeg_bytes(640, 480, seed=1)
+    requests_to_send = (
+        [{"data": valid}] * 40
+        + [{"files": {"file": ("a.png", png_bytes(300, 200))}, "data": {"top_k": "3"}}] * 30
+        + [{"json": {"image": base64.b64encode(valid).decode()}}] * 30
+        + [{"data": b"not an image"}] * 60 + [{"data": big}] * 20 + [{"data": valid[:1000]}] * 60
+        + [{"data": b"\x00" * (11 * 1024 * 1024)}] * 10
+    )
+    roots = [REPO_ROOT, service.run_dir, Path(tempfile.gettempdir())]
+    log = str(service.run_dir / "service.log")
+    before = {root: snapshot(root) for root in roots}
+
+    def send(kwargs):
+        return requests.post(service.url("/predict"), timeout=60, **kwargs).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(send, requests_to_send))
+    assert len(statuses) >= 250 and statuses.count(200) == 100
+
+    changed = []
+    for root in roots:
+        after = snapshot(root)
+        for path, meta in after.items():
+            if path == log:
+                continue  # the detached log is the one file the service writes, by design
+            if path not in before[root] or (root != REPO_ROOT and before[root][path] != meta):
+                changed.append(path)
+    assert not changed, changed[:20]

@@ -1,0 +1,109 @@
+"""Property-based fuzzing of the request-facing pure code: whatever the bytes, decode_image and
+parse_request return a result or raise one of the handler's typed errors, in bounded time and memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from handler.decoding import DecodeLimits, decode_image
+from handler.errors import ServiceError
+from handler.request_parsing import parse_request
+from tests.images import animated_gif, encode, jpeg_bytes, noise_image, png_bytes
+
+SEEDS = {
+    "jpeg": jpeg_bytes(48, 32),
+    "png": png_bytes(48, 32),
+    "gif": animated_gif(24, 16, frames=2),
+    "webp": encode(noise_image(48, 32), "WEBP", quality=80),
+    "tiff": encode(noise_image(24, 16), "TIFF"),
+    "bmp": encode(noise_image(24, 16), "BMP"),
+}
+LIMITS = DecodeLimits(max_bytes=1 << 20, max_pixels=4_000_000)
+FUZZ = settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+
+
+def decode_bounded(data: bytes) -> None:
+    started = time.monotonic()
+    try:
+        decoded = decode_image(data, LIMITS)
+        assert decoded.image.mode == "RGB"
+        assert decoded.width * decoded.height <= LIMITS.max_pixels
+    except ServiceError:
+        pass
+    assert time.monotonic() - started < 2.0
+
+
+@st.composite
+def mutated_image(draw) -> bytes:
+    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "overwrite"]))
+        position = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "flip" and data:
+            data[position] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            del data[position:]
+        elif kind == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=64))
+        elif data:
+            # Header fields (sizes, offsets) live early: overwrite with extreme values there.
+            value = draw(st.sampled_from([b"\xff\xff", b"\x00\x00", b"\x7f\xff\xff\xff", b"\x00"]))
+            start = min(position, 64)
+            data[start:start + len(value)] = value
+    return bytes(data)
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_random_bytes(data):
+    decode_bounded(data)
+
+
+@FUZZ
+@given(st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*"]),
+       st.binary(max_size=2048))
+def test_valid_magic_then_random_bytes(magic, tail):
+    decode_bounded(magic + tail)
+
+
+@FUZZ
+@given(mutated_image())
+def test_mutated_valid_images(data):
+    decode_bounded(data)
+
+
+def test_fuzzing_memory_stays_bounded():
+    """Peak RSS growth over a burst of hostile inputs stays far below a full bomb decode."""
+    from tests.images import bomb_png
+
+    bombs = [bomb_png(w, h) for w, h in ((20000, 20000), (8000, 6000), (30000, 1), (3000, 1400))]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for bomb in bombs:
+        try:
+            decode_image(bomb, LIMITS)
+        except ServiceError:
+            pass
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"RSS grew by {grown_mb:.0f} MB"
+
+
+request_value = st.one_of(st.binary(max_size=256), st.text(max_size=64), st.integers(), st.none(),
+                          st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+                          st.lists(st.integers(), max_size=3))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(["file", "body", "data", "top_k", "image", "x"]), request_value, max_size=4),
+       st.dictionaries(st.sampled_from(["content-type", "x-top-k", "x-request-id"]),
+                       st.sampled_from(["application/json", "multipart/form-data", "image/png", "text/plain",
+                                        "", "3", "abc", "-1", "1000", "2.5"]), max_size=3))
+def test_parse_request_only_raises_typed_errors(data, headers):
+    try:
+        parsed = parse_request(data, headers, default_top_k=5, max_k=1000)
+        assert 1 <= parsed.top_k <= 1000 and isinstance(parsed.image_bytes, bytes) and parsed.image_bytes
+    except ServiceError:
+        pass
