@@ -1,0 +1,352 @@
+#!/usr/bin/env python3
+"""Benchmark the service: a bounded load sweep through the proxy, side by side with the same
+model in-process, plus cold start and memory.
+
+    scripts/benchmark.py --start                  start a private instance (free loopback ports),
+                                                  measure cold start, sweep, stop it
+    scripts/benchmark.py --url http://127.0.0.1:5000   sweep a running service instead
+
+Loopback only; every level is bounded by a request count and a time limit. Writes
+``<out>/benchmark.json``, ``<out>/benchmark.md`` and (with matplotlib) ``<out>/benchmark.png``.
+Extras for the plot and progress bar: ``.venv/bin/pip install -r requirements/bench.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import requests
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from handler.backends import create_backend  # noqa: E402
+from handler.decoding import DecodeLimits  # noqa: E402
+from handler.model_meta import parse_model_meta  # noqa: E402
+from handler.pipeline import ClassificationPipeline  # noqa: E402
+from handler.runtime_env import available_cpus, configure_torch_threads  # noqa: E402
+from scripts.settings import REPO_ROOT, load_settings  # noqa: E402
+
+try:
+    from tqdm import tqdm
+except ImportError:  # the progress bar is optional
+    tqdm = None
+
+
+def sample_image(width: int = 640, height: int = 480) -> bytes:
+    """A 640x480 JPEG with photo-like structure, generated so every run uses the same bytes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], axis=-1)
+    noisy = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# ----------------------------------------------------------------------------- load
+def run_level(url: str, image: bytes, concurrency: int, max_requests: int, max_seconds: float) -> dict:
+    """``concurrency`` closed-loop clients until ``max_requests`` answers or ``max_seconds``."""
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    lock = threading.Lock()
+    issued = [0]
+    deadline = time.monotonic() + max_seconds
+    bar = tqdm(total=max_requests, desc=f"c={concurrency:>2}", leave=False) if tqdm else None
+
+    def client() -> None:
+        session = requests.Session()
+        while time.monotonic() < deadline:
+            with lock:
+                if issued[0] >= max_requests:
+                    return
+                issued[0] += 1
+            started = time.monotonic()
+            try:
+                status = session.post(url, data=image, headers={"Content-Type": "image/jpeg"}, timeout=60).status_code
+            except requests.RequestException:
+                status = 0
+            elapsed = time.monotonic() - started
+            with lock:
+                statuses[status] += 1
+                if status == 200:
+                    latencies.append(elapsed)
+            if bar:
+                bar.update(1)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    if bar:
+        bar.close()
+    ok = statuses.get(200, 0)
+    return {
+        "concurrency": concurrency, "requests": sum(statuses.values()), "ok": ok, "seconds": round(wall, 2),
+        "req_per_s": round(ok / wall, 2) if wall else 0.0,
+        "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p95_ms": round(percentile(latencies, 95) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "errors": {str(k): v for k, v in statuses.items() if k != 200},
+    }
+
+
+# ------------------------------------------------------------------------ in-process
+def load_archive(archive: Path, tmp: Path) -> tuple[Path, dict]:
+    with zipfile.ZipFile(archive) as mar:
+        meta = json.loads(mar.read("model_meta.json"))
+        weights = tmp / meta["weights"]["file"]
+        weights.write_bytes(mar.read(meta["weights"]["file"]))
+    return weights, meta
+
+
+def model_only(archive: Path, backend_name: str, precision: str, batch_sizes: list[int], image: bytes,
+               seconds: float = 8.0) -> dict:
+    """img/s of the backend alone and of the whole in-process pipeline (decode + transform + model)."""
+    configure_torch_threads(available_cpus())
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, raw_meta = load_archive(archive, Path(tmp))
+        meta = parse_model_meta(raw_meta)
+        backend = create_backend(backend_name, weights, meta.architecture, meta.num_classes,
+                                 torch.device("cpu"), precision)
+    pipeline = ClassificationPipeline(meta, backend, DecodeLimits())
+    results = {"backend": backend.describe(), "threads": torch.get_num_threads(), "model_only": {}, "pipeline": {}}
+    for batch_size in batch_sizes:
+        batch = torch.stack([pipeline.prepare(image).tensor] * batch_size)
+        backend(batch)  # warm-up
+        count, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            backend(batch)
+            count += batch_size
+        results["model_only"][str(batch_size)] = round(count / (time.monotonic() - started), 2)
+        count, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            pipeline.probabilities([pipeline.prepare(image).tensor for _ in range(batch_size)])
+            count += batch_size
+        results["pipeline"][str(batch_size)] = round(count / (time.monotonic() - started), 2)
+    return results
+
+
+# ------------------------------------------------------------------ private instance
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateInstance:
+    """scripts/service.py on free loopback ports with its own RUN_DIR."""
+
+    def __init__(self, extra_env: dict[str, str]) -> None:
+        self.run_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        self.env = dict(os.environ)
+        self.env.update({k: str(free_port()) for k in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT",
+                                                        "TS_METRICS_PORT", "TS_GRPC_INFERENCE_PORT",
+                                                        "TS_GRPC_MANAGEMENT_PORT")})
+        self.env.update({"BIND_ADDRESS": "127.0.0.1", "RUN_DIR": str(self.run_dir), "LOG_LEVEL": "WARNING"})
+        self.env.update(extra_env)
+        self.url = f"http://127.0.0.1:{self.env['PORT']}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        log = (self.run_dir / "service.log").open("ab")
+        self.process = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "service.py")],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited; see {self.run_dir / 'service.log'}")
+            try:
+                if requests.get(self.url + "/health", timeout=3).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("service not healthy in time")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=120)
+
+
+def service_memory(url: str) -> dict:
+    """RSS of the TorchServe frontend (java) and its Python workers, found by the inference port."""
+    info = requests.get(url + "/info", timeout=10).json()[0]
+    worker_pids = [int(w["pid"]) for w in info.get("workers", []) if w.get("pid")]
+    workers = []
+    frontend = None
+    for pid in worker_pids:
+        try:
+            process = psutil.Process(pid)
+            workers.append(process.memory_info().rss)
+            parent = process.parent()
+            if parent and parent.name() == "java":
+                frontend = parent.memory_info().rss
+        except psutil.Error:
+            pass
+    mb = 1024 * 1024
+    total = sum(workers) + (frontend or 0)
+    return {"frontend_mb": round((frontend or 0) / mb), "workers_mb": [round(w / mb) for w in workers],
+            "total_mb": round(total / mb)}
+
+
+# ------------------------------------------------------------------------- reporting
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": available_cpus(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Benchmark ({report['label']})", "",
+             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+             f"{report['machine']['memory_gb']} GB; torch {report['machine']['torch']}.", "",
+             f"Settings: {json.dumps(report['settings'])}", ""]
+    if report.get("cold_start_s") is not None:
+        lines += [f"Cold start to a 200 /health: **{report['cold_start_s']:.1f} s**", ""]
+    if report.get("memory"):
+        m = report["memory"]
+        lines += [f"RSS: frontend {m['frontend_mb']} MB, workers {m['workers_mb']} MB, total **{m['total_mb']} MB**", ""]
+    lines += ["| concurrency | req/s | p50 ms | p95 ms | p99 ms | requests | errors |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
+    for level in report["levels"]:
+        lines.append(f"| {level['concurrency']} | {level['req_per_s']} | {level['p50_ms']} | {level['p95_ms']} | "
+                     f"{level['p99_ms']} | {level['requests']} | {level['errors'] or '-'} |")
+    if report.get("in_process"):
+        ip = report["in_process"]
+        lines += ["", f"In-process, same backend ({ip['backend']['name']}, {ip['backend']['precision']}, "
+                  f"{ip['threads']} threads):", "", "| batch | model only img/s | decode+transform+model img/s |",
+                  "|---:|---:|---:|"]
+        for batch, value in ip["model_only"].items():
+            lines.append(f"| {batch} | {value} | {ip['pipeline'][batch]} |")
+        best_served = max(level["req_per_s"] for level in report["levels"])
+        best_model = max(ip["model_only"].values())
+        lines += ["", f"Best served req/s ÷ best in-process model-only img/s = **{best_served / best_model:.2f}**"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    levels = report["levels"]
+    x = [level["concurrency"] for level in levels]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="req/s")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("concurrent clients")
+    left.set_ylabel("req/s", color="tab:blue")
+    right = left.twinx()
+    right.plot(x, [level["p99_ms"] for level in levels], "s--", color="tab:red", label="p99 ms")
+    right.set_ylabel("p99 latency (ms)", color="tab:red")
+    left.set_title(f"Served through nginx: {report['label']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running service (default: --start a private one)")
+    parser.add_argument("--start", action="store_true", help="start a private instance and measure cold start")
+    parser.add_argument("--concurrency", default="1,2,4,8,16,32")
+    parser.add_argument("--requests", type=int, default=200, help="requests per level (bound)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds per level (bound)")
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
+    parser.add_argument("--label", default="default settings")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    instance = None
+    cold_start = None
+    if args.url:
+        url = args.url.rstrip("/")
+        if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            parser.error("the benchmark only targets loopback addresses")
+    else:
+        instance = PrivateInstance({})
+        print("starting a private instance...", flush=True)
+        cold_start = instance.start()
+        url = instance.url
+        print(f"cold start to a 200 /health: {cold_start:.1f} s", flush=True)
+    image = sample_image()
+    try:
+        for _ in range(5):  # warm-up
+            requests.post(url + "/predict", data=image, timeout=60)
+        levels = []
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            level = run_level(url + "/predict", image, concurrency, args.requests, args.seconds)
+            levels.append(level)
+            print(f"c={concurrency:>2}: {level['req_per_s']:6.2f} req/s  p50 {level['p50_ms']:7.1f} ms  "
+                  f"p99 {level['p99_ms']:7.1f} ms  errors {level['errors'] or '-'}", flush=True)
+        memory = service_memory(url)
+        described = requests.get(url + "/info", timeout=10).json()[0]
+    finally:
+        if instance:
+            instance.stop()
+    runtime = described["customizedMetadata"]["runtime"]
+    report = {
+        "label": args.label, "machine": machine(), "cold_start_s": cold_start, "memory": memory, "levels": levels,
+        "settings": {"workers": len(described["workers"]), "batch_size": described["batchSize"],
+                     "max_batch_delay_ms": described["maxBatchDelay"], "backend": runtime["name"],
+                     "precision": runtime["precision"], "threads_per_worker": runtime["threads_per_worker"]},
+    }
+    if not args.skip_in_process:
+        archive = Path(settings["MODEL_STORE"]) / f"{settings['MODEL_NAME']}.mar"
+        print("in-process baseline...", flush=True)
+        report["in_process"] = model_only(archive, runtime["name"], runtime["precision"],
+                                          sorted({1, int(described["batchSize"])}), image)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "benchmark.json").write_text(json.dumps(report, indent=2))
+    (args.out_dir / "benchmark.md").write_text(markdown(report))
+    plotted = plot(report, args.out_dir / "benchmark.png")
+    print(markdown(report))
+    print(f"wrote {args.out_dir}/benchmark.json, benchmark.md" + (", benchmark.png" if plotted else
+                                                                  " (no plot: matplotlib not installed)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
