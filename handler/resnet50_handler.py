@@ -78,6 +78,7 @@ class ResNet50Handler:
             )
             self.pipeline = ClassificationPipeline(meta, backend, limits)
             self._prove_model()
+            backend.warm_up([1, int(properties.get("batch_size") or 1)])
         except Exception:
             self.log.critical("model failed to load; this worker will not serve", exc_info=True,
                               extra={"event": "model_load_failed", "model_dir": str(model_dir)})

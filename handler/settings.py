@@ -24,7 +24,7 @@ def _float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class HandlerSettings:
     device: str = "cpu"
-    backend: str = "eager"
+    backend: str = "torchscript"
     precision: str = "fp32"
     workers: int = 1
     threads_per_worker: int = 0  # 0 = cores // workers
@@ -41,7 +41,7 @@ class HandlerSettings:
     def from_env(cls) -> HandlerSettings:
         return cls(
             device=os.environ.get("DEVICE", "cpu"),
-            backend=os.environ.get("BACKEND", "eager"),
+            backend=os.environ.get("BACKEND", "torchscript"),
             precision=os.environ.get("PRECISION", "fp32"),
             workers=_int("WORKERS", 1),
             threads_per_worker=_int("THREADS_PER_WORKER", 0),

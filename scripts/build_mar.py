@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from handler.backends import build_architecture  # noqa: E402
 from handler.model_meta import META_FILENAME  # noqa: E402
 from handler.selftest import selftest_input  # noqa: E402
 from handler.transforms import PreprocessSpec  # noqa: E402
+from scripts.archive_info import archive_is_stale, handler_fingerprint  # noqa: E402
 from scripts.settings import REPO_ROOT, load_settings  # noqa: E402
 
 log = logging.getLogger("build_mar")
@@ -89,6 +92,7 @@ def sha256_of(path: Path) -> str:
 
 def model_meta(weights_file: Path, source: str, pretrained: bool, logits: list[float]) -> dict:
     return {
+        "handler_sha256": handler_fingerprint(),
         "architecture": "resnet50",
         "categories": list(REFERENCE_WEIGHTS.meta["categories"]),
         "preprocessing": PreprocessSpec.from_torchvision(REFERENCE_WEIGHTS.transforms()).to_dict(),
@@ -130,6 +134,18 @@ def run_archiver(name: str, version: str, weights_file: Path, extra: Path, outpu
     return output_dir / f"{name}.mar"
 
 
+def repack(archive: Path, name: str, version: str) -> Path:
+    """Re-archive the same weights (and their recorded provenance) with the current handler code."""
+    with tempfile.TemporaryDirectory(prefix="mar-repack-") as tmp, zipfile.ZipFile(archive) as mar:
+        old_meta = json.loads(mar.read(META_FILENAME))
+        state = torch.load(io.BytesIO(mar.read(old_meta["weights"]["file"])), map_location="cpu", weights_only=True)
+        weights = old_meta["weights"]
+        weights_file, extra = stage_archive_inputs(Path(tmp), state, weights["source"], bool(weights["pretrained"]))
+        result = run_archiver(name, version, weights_file, extra, archive.parent)
+    log.info("repacked %s with the current handler code (weights %s kept)", result, weights["source"])
+    return result
+
+
 def build(weights: str, name: str, version: str, output_dir: Path) -> Path:
     state, source, pretrained = resolve_weights(weights)
     with tempfile.TemporaryDirectory(prefix="mar-stage-") as tmp:
@@ -149,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path(settings["MODEL_STORE"]))
     parser.add_argument("--name", default=settings["MODEL_NAME"])
     parser.add_argument("--version", default=settings["MODEL_VERSION"])
+    parser.add_argument("--refresh-handler", action="store_true",
+                        help="if the archive's handler code is stale, repack it with the same weights")
     args = parser.parse_args(argv)
     target = args.output_dir / f"{args.name}.mar"
+    if target.exists() and args.refresh_handler:
+        if archive_is_stale(target):
+            repack(target, args.name, args.version)
+        return 0
     if target.exists() and not args.force:
         log.info("%s exists; use --force to rebuild", target)
         return 0

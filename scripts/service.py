@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.archive_info import archive_is_stale  # noqa: E402
 from scripts.render_config import render_all  # noqa: E402
 from scripts.settings import REPO_ROOT, SettingsError, handler_environment, load_settings  # noqa: E402
 
@@ -215,9 +216,15 @@ class Supervisor:
     def prepare(self) -> Path:
         config_dir = render_all(self.settings)
         archive = Path(self.settings["MODEL_STORE"]) / f"{self.settings['MODEL_NAME']}.mar"
+        build = [sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py")]
         if not archive.exists():
             self.relay.log("INFO", f"{archive.name} not found: building it", event="build_archive")
-            subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py")], check=True)
+            subprocess.run(build, check=True)
+        elif archive_is_stale(archive):
+            # The archive carries the handler code: repack it (same weights) when handler/ changed.
+            self.relay.log("WARNING", f"{archive.name} holds older handler code: repacking it",
+                           event="repack_archive")
+            subprocess.run([*build, "--refresh-handler"], check=True)
         return config_dir
 
     def run(self) -> int:
