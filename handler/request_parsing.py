@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from handler.errors import InvalidJson, InvalidTopK, MissingImage, InvalidImage
+from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage
 
 TOP_K_HEADER = "x-top-k"
 REQUEST_ID_HEADER = "x-request-id"

@@ -18,7 +18,6 @@ import io
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,7 +76,7 @@ def run_level(url: str, image: bytes, concurrency: int, max_requests: int, max_s
     lock = threading.Lock()
     issued = [0]
     deadline = time.monotonic() + max_seconds
-    bar = tqdm(total=max_requests, desc=f"c={concurrency:>2}", leave=False) if tqdm else None
+    bar = tqdm(total=max_requests, desc=f"c={concurrency:>2}", leave=False, disable=None) if tqdm else None
 
     def client() -> None:
         session = requests.Session()
@@ -199,6 +198,78 @@ class PrivateInstance:
             self.process.wait(timeout=120)
 
 
+STOCK_MODEL_FILE = """from torchvision.models.resnet import Bottleneck, ResNet
+
+
+class ResNet50(ResNet):
+    def __init__(self):
+        super().__init__(Bottleneck, [3, 4, 6, 3])
+"""
+
+
+class StockInstance:
+    """Plain TorchServe with its stock ``image_classifier`` handler on the same weights, default
+    settings (1 worker, no batching, default threads): the baseline the speed goals compare with."""
+
+    def __init__(self, archive: Path) -> None:
+        self.archive = archive
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-stock-"))
+        self.ports = {k: free_port() for k in ("inference", "management", "metrics", "grpc_i", "grpc_m")}
+        self.url = f"http://127.0.0.1:{self.ports['inference']}/predictions/resnet50_stock"
+        self.process: subprocess.Popen | None = None
+
+    def build(self) -> None:
+        stage = self.dir / "stage"
+        stage.mkdir()
+        weights, meta = load_archive(self.archive, stage)
+        (stage / "model.py").write_text(STOCK_MODEL_FILE)
+        (stage / "index_to_name.json").write_text(json.dumps({str(i): c for i, c in enumerate(meta["categories"])}))
+        store = self.dir / "store"
+        store.mkdir()
+        archiver = Path(sys.executable).with_name("torch-model-archiver")
+        subprocess.run([str(archiver), "--model-name", "resnet50_stock", "--version", "1.0",
+                        "--model-file", str(stage / "model.py"), "--serialized-file", str(weights),
+                        "--handler", "image_classifier", "--extra-files", str(stage / "index_to_name.json"),
+                        "--export-path", str(store)], check=True)
+        p = self.ports
+        (self.dir / "config.properties").write_text("\n".join([
+            f"inference_address=http://127.0.0.1:{p['inference']}",
+            f"management_address=http://127.0.0.1:{p['management']}",
+            f"metrics_address=http://127.0.0.1:{p['metrics']}",
+            "grpc_inference_address=127.0.0.1", f"grpc_inference_port={p['grpc_i']}",
+            "grpc_management_address=127.0.0.1", f"grpc_management_port={p['grpc_m']}",
+            "disable_token_authorization=true", "enable_model_api=false", f"model_store={store}",
+            "load_models=resnet50_stock.mar", "default_workers_per_model=1", "vmargs=-XX:-UsePerfData",
+        ]) + "\n")
+
+    def start(self, image: bytes, timeout: float = 300) -> float:
+        self.build()
+        env = dict(os.environ, TMPDIR=str(self.dir), TEMP=str(self.dir))
+        torchserve = Path(sys.executable).with_name("torchserve")
+        log = (self.dir / "torchserve.log").open("ab")
+        started = time.monotonic()
+        self.process = subprocess.Popen([str(torchserve), "--start", "--foreground", "--ncs", "--disable-token-auth",
+                                         "--ts-config", str(self.dir / "config.properties")],
+                                        env=env, cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        while time.monotonic() - started < timeout:
+            try:
+                if requests.post(self.url, data=image, timeout=10).status_code == 200:
+                    return time.monotonic() - started
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"stock TorchServe not ready; see {self.dir / 'torchserve.log'}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+
+
 def service_memory(url: str) -> dict:
     """RSS of the TorchServe frontend (java) and its Python workers, found by the inference port."""
     info = requests.get(url + "/info", timeout=10).json()[0]
@@ -249,6 +320,14 @@ def markdown(report: dict) -> str:
     for level in report["levels"]:
         lines.append(f"| {level['concurrency']} | {level['req_per_s']} | {level['p50_ms']} | {level['p95_ms']} | "
                      f"{level['p99_ms']} | {level['requests']} | {level['errors'] or '-'} |")
+    if report.get("stock_levels"):
+        lines += ["", "Stock TorchServe `image_classifier` handler, same weights, same load, same run "
+                  "(its defaults: 1 worker, no batching, default threads; no proxy):", "",
+                  "| concurrency | stock req/s | stock p99 ms | this service req/s | ratio |", "|---:|---:|---:|---:|---:|"]
+        for ours, stock in zip(report["levels"], report["stock_levels"]):
+            ratio = ours["req_per_s"] / stock["req_per_s"] if stock["req_per_s"] else float("nan")
+            lines.append(f"| {stock['concurrency']} | {stock['req_per_s']} | {stock['p99_ms']} | "
+                         f"{ours['req_per_s']} | **{ratio:.2f}x** |")
     if report.get("in_process"):
         ip = report["in_process"]
         lines += ["", f"In-process, same backend ({ip['backend']['name']}, {ip['backend']['precision']}, "
@@ -273,7 +352,11 @@ def plot(report: dict, path: Path) -> bool:
     levels = report["levels"]
     x = [level["concurrency"] for level in levels]
     fig, left = plt.subplots(figsize=(7, 4))
-    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="req/s")
+    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="this service req/s")
+    if report.get("stock_levels"):
+        left.plot(x, [level["req_per_s"] for level in report["stock_levels"]], "o:", color="tab:gray",
+                  label="stock handler req/s")
+        left.legend(loc="center left")
     left.set_xscale("log", base=2)
     left.set_xlabel("concurrent clients")
     left.set_ylabel("req/s", color="tab:blue")
@@ -294,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per level (bound)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per level (bound)")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--stock", action="store_true",
+                        help="also load TorchServe's stock image_classifier on the same weights, same sweep")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     parser.add_argument("--label", default="default settings")
     args = parser.parse_args(argv)
@@ -333,8 +418,23 @@ def main(argv: list[str] | None = None) -> int:
                      "max_batch_delay_ms": described["maxBatchDelay"], "backend": runtime["name"],
                      "precision": runtime["precision"], "threads_per_worker": runtime["threads_per_worker"]},
     }
+    archive = Path(settings["MODEL_STORE"]) / f"{settings['MODEL_NAME']}.mar"
+    if args.stock:
+        stock = StockInstance(archive)
+        print("starting stock TorchServe (image_classifier handler, defaults)...", flush=True)
+        try:
+            stock.start(image)
+            for _ in range(5):
+                requests.post(stock.url, data=image, timeout=60)
+            report["stock_levels"] = []
+            for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                level = run_level(stock.url, image, concurrency, args.requests, args.seconds)
+                report["stock_levels"].append(level)
+                print(f"stock c={concurrency:>2}: {level['req_per_s']:6.2f} req/s  p99 {level['p99_ms']:7.1f} ms",
+                      flush=True)
+        finally:
+            stock.stop()
     if not args.skip_in_process:
-        archive = Path(settings["MODEL_STORE"]) / f"{settings['MODEL_NAME']}.mar"
         print("in-process baseline...", flush=True)
         report["in_process"] = model_only(archive, runtime["name"], runtime["precision"],
                                           sorted({1, int(described["batchSize"])}), image)

@@ -3,7 +3,7 @@
 #  - as root on Debian/Ubuntu: nginx and a Java runtime via apt when missing;
 #  - a virtual environment (VENV_DIR, default .venv) with the pinned requirements,
 #    reinstalled only when a requirements file changes (a hash stamp inside the venv).
-# Usage: source scripts/bootstrap.sh [runtime|test]
+# Usage: source scripts/bootstrap.sh [runtime|test|bench]
 
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,10 +35,12 @@ ensure_system_packages() {
 
 ensure_venv() {
   local profile="$1" files=(requirements/torch.txt requirements/runtime.txt) stamps
-  [ "$profile" = test ] && files+=(requirements/test.txt)
-  # One stamp line per satisfied profile: a test venv also satisfies "runtime".
+  case "$profile" in
+    test|bench) files+=("requirements/$profile.txt") ;;
+  esac
+  # One stamp line per satisfied profile: a test or bench venv also satisfies "runtime".
   stamps="$(cd "$REPO_ROOT" && cat requirements/torch.txt requirements/runtime.txt | sha256sum | cut -c1-16)-runtime"
-  [ "$profile" = test ] && stamps="$stamps"$'\n'"$(cd "$REPO_ROOT" && cat "${files[@]}" | sha256sum | cut -c1-16)-test"
+  [ "$profile" != runtime ] && stamps="$stamps"$'\n'"$(cd "$REPO_ROOT" && cat "${files[@]}" | sha256sum | cut -c1-16)-$profile"
   local wanted="${stamps##*$'\n'}"
   if [ -f "$VENV_DIR/.requirements-stamp" ] && grep -qxF "$wanted" "$VENV_DIR/.requirements-stamp" \
      && "$VENV_DIR/bin/python" -c 'import torch, torchvision, ts' >/dev/null 2>&1; then
