@@ -12,6 +12,7 @@ import torch
 from handler.errors import ServiceError
 from handler.pipeline import PreparedImage
 from handler.request_parsing import ParsedRequest
+from handler.result_cache import CachedResult
 
 
 @dataclass
@@ -26,4 +27,6 @@ class RequestState:
     prepared: PreparedImage | None = None
     probabilities: torch.Tensor | None = None
     error: ServiceError | None = None
+    cache_key: str | None = None
+    cached: CachedResult | None = None
     timing_ms: dict[str, float] = field(default_factory=dict)

@@ -29,6 +29,7 @@ from handler.request_parsing import (
     request_id_from,
 )
 from handler.request_state import RequestState
+from handler.result_cache import CachedResult, ResultCache, content_key
 from handler.runtime_env import configure_torch_threads, select_device, threads_per_worker
 from handler.selftest import SelfTestFailed
 from handler.settings import HandlerSettings
@@ -50,6 +51,7 @@ class ResNet50Handler:
         self.model_version = "1.0"
         self.threads = 1
         self.selftest: dict = {}
+        self.cache = ResultCache(0)
 
     # ---------------------------------------------------------------- lifecycle
     def initialize(self, context: Any) -> None:
@@ -77,6 +79,7 @@ class ResNet50Handler:
                 max_aspect_ratio=self.settings.max_aspect_ratio,
             )
             self.pipeline = ClassificationPipeline(meta, backend, limits)
+            self.cache = ResultCache(self.settings.result_cache_size)
             self._prove_model()
             backend.warm_up([1, int(properties.get("batch_size") or 1)])
         except Exception:
@@ -136,7 +139,11 @@ class ResNet50Handler:
             try:
                 state.parsed = parse_request(request or {}, headers, self.settings.default_top_k,
                                              self.pipeline.meta.num_classes)
-                state.prepared = self.pipeline.prepare(state.parsed.image_bytes)
+                if self.cache.enabled:
+                    state.cache_key = content_key(state.parsed.image_bytes)
+                    state.cached = self.cache.get(state.cache_key)
+                if state.cached is None:
+                    state.prepared = self.pipeline.prepare(state.parsed.image_bytes)
             except ServiceError as error:
                 state.error = error
             except Exception:  # noqa: BLE001 - a bug must not fail the rest of the batch
@@ -164,6 +171,9 @@ class ResNet50Handler:
         for state, row in zip(ready, probabilities):
             state.probabilities = row
             state.timing_ms["inference"] = elapsed
+            if state.cache_key is not None:
+                decoded = state.prepared.decoded
+                self.cache.put(state.cache_key, CachedResult(row, decoded.width, decoded.height, decoded.format))
         return states
 
     def postprocess(self, states: list[RequestState]) -> list[str]:
@@ -212,6 +222,8 @@ class ResNet50Handler:
                 "max_aspect_ratio": self.settings.max_aspect_ratio,
                 "top_k": {"min": 1, "max": meta.num_classes, "default": self.settings.default_top_k},
             },
+            "result_cache": {"capacity": self.cache.capacity, "entries": len(self.cache),
+                             "hits": self.cache.hits, "misses": self.cache.misses},
             "selftest": self.selftest,
         }
 
@@ -229,10 +241,12 @@ class ResNet50Handler:
         return json.dumps(error_body(error, state.request_id))
 
     def _prediction_body(self, state: RequestState, started: float) -> dict:
+        if state.cached is not None:
+            state.probabilities = state.cached.probabilities
+            state.timing_ms["inference"] = 0.0
         predictions = self.pipeline.top_k(state.probabilities, state.parsed.top_k)
         state.timing_ms["postprocess"] = _ms_since(started)
-        decoded = state.prepared.decoded
-        return {
+        body = {
             "request_id": state.request_id,
             "model": {
                 "name": self.model_name,
@@ -240,10 +254,13 @@ class ResNet50Handler:
                 "pretrained": self.pipeline.meta.weights.pretrained,
             },
             "predictions": predictions,
-            "image": {"width": decoded.width, "height": decoded.height, "format": decoded.format},
+            "image": _image_facts(state),
             "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
             "created_at": _utc_now(),
         }
+        if state.cached is not None:
+            body["cached"] = True  # served from RESULT_CACHE_SIZE's cache: same bytes seen before
+        return body
 
     def _health_body(self, request_id: str) -> dict:
         return {
@@ -257,9 +274,9 @@ class ResNet50Handler:
     def _log_success(self, state: RequestState, body: dict) -> None:
         latency = _ms_since(state.started)
         size = len(state.parsed.image_bytes)
-        decoded = state.prepared.decoded
+        image = body["image"]
         near_limit = (size > NEAR_LIMIT_FRACTION * self.settings.max_file_size
-                      or decoded.width * decoded.height > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels)
+                      or image["width"] * image["height"] > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels)
         slow = latency > self.settings.slow_request_ms
         level = logging.WARNING if (near_limit or slow) else logging.INFO
         self.log.log(level, "prediction", extra={
@@ -267,6 +284,7 @@ class ResNet50Handler:
             "latency_ms": round(latency, 2), "timing_ms": body["timing_ms"], "image_bytes": size,
             "image": body["image"], "form": state.parsed.source, "top_k": state.parsed.top_k,
             "top1": body["predictions"][0]["class_id"], "near_limit": near_limit, "slow": slow,
+            "cached": state.cached is not None,
         })
 
     def _headers(self, index: int) -> dict:
@@ -280,6 +298,11 @@ class ResNet50Handler:
             return str(self.context.get_request_id(index))
         except (AttributeError, IndexError, KeyError, TypeError):
             return f"req-{index}"
+
+
+def _image_facts(state: RequestState) -> dict:
+    source = state.cached if state.cached is not None else state.prepared.decoded
+    return {"width": source.width, "height": source.height, "format": source.format}
 
 
 def _ms_since(started: float) -> float:

@@ -36,6 +36,7 @@ class HandlerSettings:
     log_format: str = "json"
     slow_request_ms: float = 1000.0
     selftest_tolerance: float = 1e-3
+    result_cache_size: int = 0  # entries per worker; 0 = off
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
@@ -53,4 +54,5 @@ class HandlerSettings:
             log_format=os.environ.get("LOG_FORMAT", "json"),
             slow_request_ms=_float("SLOW_REQUEST_MS", cls.slow_request_ms),
             selftest_tolerance=_float("SELFTEST_TOLERANCE", cls.selftest_tolerance),
+            result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
         )

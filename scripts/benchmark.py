@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     parser.add_argument("--label", default="default settings")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
 
     settings = load_settings()
     instance = None
@@ -390,14 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         url = args.url.rstrip("/")
         if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
             parser.error("the benchmark only targets loopback addresses")
-    else:
-        instance = PrivateInstance({})
-        print("starting a private instance...", flush=True)
-        cold_start = instance.start()
-        url = instance.url
-        print(f"cold start to a 200 /health: {cold_start:.1f} s", flush=True)
     image = sample_image()
     try:
+        if not args.url:
+            instance = PrivateInstance({})
+            print("starting a private instance...", flush=True)
+            cold_start = instance.start()
+            url = instance.url
+            print(f"cold start to a 200 /health: {cold_start:.1f} s", flush=True)
         for _ in range(5):  # warm-up
             requests.post(url + "/predict", data=image, timeout=60)
         levels = []

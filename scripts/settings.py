@@ -32,6 +32,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DEVICE", "cpu", "cpu or cuda (cuda uses the GPU TorchServe assigns to each worker)."),
     Setting("BACKEND", "torchscript", "Runtime backend: torchscript (traced, frozen, oneDNN-optimised; default: 1.37x eager served) or eager."),
     Setting("PRECISION", "fp32", "fp32 (default); bf16 (CPU/GPU) or fp16 (GPU) are opt-in."),
+    Setting("RESULT_CACHE_SIZE", "0", "LRU cache of results for byte-identical images, entries per worker "
+            "(~4 KB each); 0 = off."),
     Setting("WORKERS", "1", "TorchServe worker processes for the model."),
     Setting("THREADS_PER_WORKER", "0", "Intra-op threads per worker; 0 = cores // WORKERS."),
     Setting("BATCH_SIZE", "4", "TorchServe dynamic batching: most requests per forward pass."),
@@ -127,6 +129,7 @@ def validate(s: dict[str, str]) -> None:
     integer("JOB_QUEUE_SIZE", 1, 100_000)
     integer("MAX_FILE_SIZE", 1024, 1 << 30)
     integer("MAX_INFLIGHT", 1, 100_000)
+    integer("RESULT_CACHE_SIZE", 0, 1_000_000)
     integer("RATE_LIMIT_RPS", 0, 100_000)
     integer("RATE_LIMIT_BURST", 0, 100_000)
     for key in api_keys(s):
@@ -171,5 +174,5 @@ def handler_environment(s: dict[str, str]) -> dict[str, str]:
     """The subset the handler reads in each TorchServe worker (see handler/settings.py)."""
     keys = ("DEVICE", "BACKEND", "PRECISION", "WORKERS", "THREADS_PER_WORKER", "MAX_FILE_SIZE",
             "MAX_IMAGE_PIXELS", "MAX_ASPECT_RATIO", "DEFAULT_TOP_K", "LOG_LEVEL", "LOG_FORMAT",
-            "SLOW_REQUEST_MS")
+            "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE")
     return {k: s[k] for k in keys}

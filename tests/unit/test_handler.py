@@ -116,3 +116,28 @@ def test_tampered_weights_log_critical(tampered_model_dir, capsys):
         ResNet50Handler().initialize(FakeContext(tampered_model_dir))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(line["level"] == "CRITICAL" and line["event"] == "model_load_failed" for line in lines)
+
+
+def test_result_cache_is_off_by_default(handler, model_dir):
+    _, (first,) = run(handler, model_dir, [{"body": jpeg_bytes(50, 40)}], [{}])
+    _, (second,) = run(handler, model_dir, [{"body": jpeg_bytes(50, 40)}], [{}])
+    assert "cached" not in first and "cached" not in second
+    assert handler.describe_handle()["result_cache"]["capacity"] == 0
+
+
+def test_result_cache_serves_identical_bytes(model_dir, monkeypatch):
+    monkeypatch.setenv("RESULT_CACHE_SIZE", "2")
+    cached_handler = ResNet50Handler()
+    cached_handler.initialize(FakeContext(model_dir))
+    image = jpeg_bytes(70, 50, seed=4)
+    _, (first,) = run(cached_handler, model_dir, [{"body": image}], [{"X-Top-K": "3"}])
+    _, (second,) = run(cached_handler, model_dir, [{"body": image}], [{"X-Top-K": "5"}])
+    assert "cached" not in first and second["cached"] is True
+    assert second["timing_ms"]["inference"] == 0.0 and second["image"] == first["image"]
+    assert second["predictions"][:3] == first["predictions"]
+    for seed in (5, 6):  # two other images evict the first (capacity 2)
+        run(cached_handler, model_dir, [{"body": jpeg_bytes(70, 50, seed=seed)}], [{}])
+    _, (third,) = run(cached_handler, model_dir, [{"body": image}], [{}])
+    assert "cached" not in third
+    stats = cached_handler.describe_handle()["result_cache"]
+    assert stats["capacity"] == 2 and stats["entries"] == 2 and stats["hits"] == 1
