@@ -34,6 +34,9 @@ class DecodeLimits:
     # Resizing the shorter side to ~232 px multiplies the longer side by the same factor,
     # so an extreme strip (1 x 20000) would explode in memory; such images are refused.
     max_aspect_ratio: float = 100.0
+    # > 0: let the JPEG decoder skip detail (DCT scaling, 1/2..1/8) while the shorter side stays
+    # at least this many pixels. Opt-in (FAST_JPEG_DECODE): close to, not equal to, the reference.
+    jpeg_draft_min_side: int = 0
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,11 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
             warnings.simplefilter("ignore")  # our own limits below are stricter than PIL's warning
             image = Image.open(io.BytesIO(data), formats=[fmt])
             _check_dimensions(image.size, limits)  # header only: bombs are refused before decoding
+            original_size = image.size
+            if fmt == "JPEG" and limits.jpeg_draft_min_side > 0:
+                _draft_jpeg(image, limits.jpeg_draft_min_side)
             image.load()  # first frame for GIF/WebP/TIFF
+            decoded_size = image.size
             image = _apply_exif_orientation(image)
             rgb = to_rgb(image)
     except (PayloadTooLarge, InvalidImage):
@@ -89,7 +96,16 @@ def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> DecodedI
         raise PayloadTooLarge("The image needs more memory to decode than the service allows.") from exc
     except Exception as exc:  # noqa: BLE001 - PIL plugins raise many types on corrupt input
         raise InvalidImage(f"The {fmt} image could not be decoded (corrupt or truncated).") from exc
-    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=fmt)
+    # Report the image as sent (not as drafted), turned the way EXIF turned it.
+    width, height = original_size if rgb.size == decoded_size else original_size[::-1]
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt)
+
+
+def _draft_jpeg(image: Image.Image, min_side: int) -> None:
+    width, height = image.size
+    scale = min_side / min(width, height)
+    if scale < 1:
+        image.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
 
 
 def _check_dimensions(size: tuple[int, int], limits: DecodeLimits) -> None:

@@ -77,6 +77,8 @@ class ResNet50Handler:
                 max_bytes=self.settings.max_file_size,
                 max_pixels=self.settings.max_image_pixels,
                 max_aspect_ratio=self.settings.max_aspect_ratio,
+                # Twice the resize target keeps the reference's antialiased downscale close.
+                jpeg_draft_min_side=2 * meta.preprocessing.resize_size if self.settings.fast_jpeg_decode else 0,
             )
             self.pipeline = ClassificationPipeline(meta, backend, limits)
             self.cache = ResultCache(self.settings.result_cache_size)
@@ -222,6 +224,7 @@ class ResNet50Handler:
                 "max_aspect_ratio": self.settings.max_aspect_ratio,
                 "top_k": {"min": 1, "max": meta.num_classes, "default": self.settings.default_top_k},
             },
+            "fast_jpeg_decode": self.settings.fast_jpeg_decode,
             "result_cache": {"capacity": self.cache.capacity, "entries": len(self.cache),
                              "hits": self.cache.hits, "misses": self.cache.misses},
             "selftest": self.selftest,

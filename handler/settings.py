@@ -37,6 +37,7 @@ class HandlerSettings:
     slow_request_ms: float = 1000.0
     selftest_tolerance: float = 1e-3
     result_cache_size: int = 0  # entries per worker; 0 = off
+    fast_jpeg_decode: bool = False
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
@@ -55,4 +56,5 @@ class HandlerSettings:
             slow_request_ms=_float("SLOW_REQUEST_MS", cls.slow_request_ms),
             selftest_tolerance=_float("SELFTEST_TOLERANCE", cls.selftest_tolerance),
             result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
+            fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
         )

@@ -34,6 +34,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PRECISION", "fp32", "fp32 (default); bf16 (CPU/GPU) or fp16 (GPU) are opt-in."),
     Setting("RESULT_CACHE_SIZE", "0", "LRU cache of results for byte-identical images, entries per worker "
             "(~4 KB each); 0 = off."),
+    Setting("FAST_JPEG_DECODE", "0", "1 = decode large JPEGs at reduced scale (shorter side >= 2x the resize "
+            "target); faster, close to but not bit-equal with the reference. 0 = exact."),
     Setting("WORKERS", "1", "TorchServe worker processes for the model."),
     Setting("THREADS_PER_WORKER", "0", "Intra-op threads per worker; 0 = cores // WORKERS."),
     Setting("BATCH_SIZE", "4", "TorchServe dynamic batching: most requests per forward pass."),
@@ -140,6 +142,8 @@ def validate(s: dict[str, str]) -> None:
     integer("DEFAULT_TOP_K", 1, 1000)
     integer("SLOW_REQUEST_MS", 1, 3_600_000)
     integer("STARTUP_TIMEOUT", 1, 3600)
+    if s["FAST_JPEG_DECODE"] not in ("0", "1"):
+        raise SettingsError(f"FAST_JPEG_DECODE must be 0 or 1, got {s['FAST_JPEG_DECODE']!r}")
     if s["LOG_FORMAT"] not in ("json", "text"):
         raise SettingsError(f"LOG_FORMAT must be json or text, got {s['LOG_FORMAT']!r}")
     if s["LOG_LEVEL"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -174,5 +178,5 @@ def handler_environment(s: dict[str, str]) -> dict[str, str]:
     """The subset the handler reads in each TorchServe worker (see handler/settings.py)."""
     keys = ("DEVICE", "BACKEND", "PRECISION", "WORKERS", "THREADS_PER_WORKER", "MAX_FILE_SIZE",
             "MAX_IMAGE_PIXELS", "MAX_ASPECT_RATIO", "DEFAULT_TOP_K", "LOG_LEVEL", "LOG_FORMAT",
-            "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE")
+            "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE", "FAST_JPEG_DECODE")
     return {k: s[k] for k in keys}

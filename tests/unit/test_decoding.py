@@ -127,3 +127,16 @@ def test_extreme_aspect_ratio_is_invalid():
 ])
 def test_sniff_format(data, fmt):
     assert sniff_format(data) == fmt
+
+
+def test_fast_jpeg_decode_reports_original_size_and_stays_close():
+    data = encode(noise_image(2000, 1500, seed=3), "JPEG", quality=90)
+    exact = decode_image(data)
+    fast = decode_image(data, DecodeLimits(jpeg_draft_min_side=464))
+    assert (fast.width, fast.height) == (exact.width, exact.height) == (2000, 1500)
+    assert 464 <= min(fast.image.size) < 1500  # decoded at a reduced DCT scale
+    rotated = decode_image(exif_rotated_jpeg(2000, 1000), DecodeLimits(jpeg_draft_min_side=464))
+    assert (rotated.width, rotated.height) == (1000, 2000)
+    small = jpeg_bytes(640, 480)
+    assert decode_image(small, DecodeLimits(jpeg_draft_min_side=464)).image.tobytes() == \
+        decode_image(small).image.tobytes()
