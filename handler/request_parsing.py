@@ -96,11 +96,11 @@ def parse_request(
 
 
 def _resolve_top_k(field_value: Any, query_value: str | None, default: int, max_k: int) -> int:
+    # An invalid ?top_k= is an error even when the body also gives one (the body's value wins).
+    query_top_k = parse_top_k(query_value, max_k) if query_value else None
     if field_value is not None and field_value != b"" and field_value != "":
         return parse_top_k(field_value, max_k)
-    if query_value:
-        return parse_top_k(query_value, max_k)
-    return default
+    return query_top_k if query_top_k is not None else default
 
 
 def _as_bytes(value: Any) -> bytes:

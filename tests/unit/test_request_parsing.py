@@ -77,6 +77,11 @@ def test_valid_top_k(value, expected):
     assert parse_top_k(value, 1000) == expected
 
 
+def test_invalid_query_top_k_is_refused_even_when_the_body_has_one():
+    with pytest.raises(InvalidTopK):
+        parse({"file": IMG, "top_k": "2"}, {**MULTIPART, "x-top-k": "1001"})
+
+
 def test_invalid_top_k_in_json_and_query():
     with pytest.raises(InvalidTopK):
         parse({"body": json.dumps({"image": base64.b64encode(IMG).decode(), "top_k": 0}).encode()}, JSON)
