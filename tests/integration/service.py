@@ -31,6 +31,33 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of one test instance: free loopback ports, its own RUN_DIR, no .env."""
+    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
+    env = dict(os.environ)
+    env.update({
+        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
+        "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
+        "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
+        "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
+        "ENV_FILE": str(run_dir / "no.env"), "STARTUP_TIMEOUT": "300",
+    })
+    env.update(extra_env or {})
+    return env
+
+
+def raw_http(base_url: str, request: bytes) -> tuple[int, bytes, bytes]:
+    """Send bytes that requests would refuse to (bad headers, smuggling); return status, head, body."""
+    host, port = base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, body
+
+
 @dataclass
 class RunningService:
     env: dict[str, str]
@@ -78,17 +105,9 @@ class RunningService:
 def start_service(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None = None,
                   watch_health: bool = True) -> RunningService:
     """`scripts/serve.sh --detach` with its own ports and RUN_DIR; records /health until ready."""
-    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
-    env = dict(os.environ)
-    env.update({
-        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
-        "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
-        "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
-        "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
-        "ENV_FILE": str(run_dir / "no.env"), "STARTUP_TIMEOUT": "300",
-    })
-    env.update(extra_env or {})
-    service = RunningService(env=env, base_url=f"http://127.0.0.1:{port}", run_dir=run_dir, model_store=model_store)
+    env = service_env(run_dir, model_store, extra_env)
+    service = RunningService(env=env, base_url=f"http://127.0.0.1:{env['PORT']}", run_dir=run_dir,
+                             model_store=model_store)
     started = time.monotonic()
     process = subprocess.Popen([str(REPO_ROOT / "scripts" / "serve.sh"), "--detach"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -153,19 +172,11 @@ class ForegroundService:
 
 def start_foreground(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None = None) -> ForegroundService:
     """Start without waiting for readiness; output goes to RUN_DIR/service.log like --detach."""
-    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
-    env = dict(os.environ)
-    env.update({
-        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
-        "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
-        "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
-        "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
-        "ENV_FILE": str(run_dir / "no.env"),
-    })
-    env.update(extra_env or {})
+    env = service_env(run_dir, model_store, extra_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = (run_dir / "service.log").open("ab")
     process = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "service.py")], env=env,
                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    service = RunningService(env=env, base_url=f"http://127.0.0.1:{port}", run_dir=run_dir, model_store=model_store)
+    service = RunningService(env=env, base_url=f"http://127.0.0.1:{env['PORT']}", run_dir=run_dir,
+                             model_store=model_store)
     return ForegroundService(process=process, service=service)

@@ -3,13 +3,11 @@ rate limiting and API keys work at the proxy."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import requests
 
 from tests.images import jpeg_bytes
-from tests.integration.service import start_service
+from tests.integration.service import raw_http, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +22,6 @@ TORCHSERVE_PATHS = [
     "/../models", "/predict/../models", "/%2e%2e/models", "/predict%2F..%2Fmodels", "/info/../models",
     "/health/..", "//models", "/PREDICT", "/predict;x=1", "/info.json", "/.env", "/config/config.properties",
 ]
-
-
-def raw_http(service, request: bytes) -> tuple[int, bytes, bytes]:
-    host, port = service.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(request)
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    return int(head.split()[1]), head, body
 
 
 @pytest.mark.parametrize("path", TORCHSERVE_PATHS)
@@ -59,7 +46,7 @@ def test_model_registration_is_impossible_even_on_loopback(service):
 def test_conflicting_content_length_and_transfer_encoding_is_rejected(service):
     request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n"
                b"Connection: close\r\n\r\n0\r\n\r\nGET /models HTTP/1.1\r\nHost: x\r\n\r\n")
-    status, _, body = raw_http(service, request)
+    status, _, body = raw_http(service.base_url, request)
     assert status == 400
     assert b"bad_request" in body
 
@@ -67,7 +54,7 @@ def test_conflicting_content_length_and_transfer_encoding_is_rejected(service):
 def test_duplicate_content_length_is_rejected(service):
     request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n"
                b"Connection: close\r\n\r\nabc")
-    status, _, body = raw_http(service, request)
+    status, _, body = raw_http(service.base_url, request)
     assert status == 400 and b"bad_request" in body
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import time
 import zipfile
 
@@ -15,6 +14,7 @@ import requests
 from PIL import Image
 
 from tests.images import animated_gif, bomb_png, encode, jpeg_bytes, noise_image, png_bytes
+from tests.integration.service import raw_http
 
 pytestmark = pytest.mark.integration
 
@@ -168,15 +168,8 @@ def test_bad_input_corpus(service):
 
 def test_request_id_with_newline_is_rejected_or_replaced(service):
     """requests refuses to send a newline in a header, so this speaks raw HTTP."""
-    host, port = service.base_url.removeprefix("http://").split(":")
     raw = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\ndef\r\nConnection: close\r\n\r\n")
-    with socket.create_connection((host, int(port)), timeout=5) as conn:
-        conn.sendall(raw)
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-    head, _, body = reply.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
+    status, head, body = raw_http(service.base_url, raw)
     assert status in (200, 400), head
     assert b"abc\ndef" not in head
     payload = json.loads(body)
