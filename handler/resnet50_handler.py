@@ -20,6 +20,7 @@ from handler.backends import create_backend
 from handler.decoding import DecodeLimits
 from handler.errors import InternalError, ServiceError, error_body
 from handler.jsonlog import configure_logging
+from handler.metrics import HandlerMetrics
 from handler.model_meta import load_model_meta
 from handler.pipeline import ClassificationPipeline
 from handler.request_parsing import (
@@ -52,6 +53,7 @@ class ResNet50Handler:
         self.threads = 1
         self.selftest: dict = {}
         self.cache = ResultCache(0)
+        self.metrics = HandlerMetrics(None, "resnet50")
 
     # ---------------------------------------------------------------- lifecycle
     def initialize(self, context: Any) -> None:
@@ -82,6 +84,7 @@ class ResNet50Handler:
             )
             self.pipeline = ClassificationPipeline(meta, backend, limits)
             self.cache = ResultCache(self.settings.result_cache_size)
+            self.metrics = HandlerMetrics(context, self.model_name)
             self._prove_model()
             backend.warm_up([1, int(properties.get("batch_size") or 1)])
         except Exception:
@@ -120,7 +123,9 @@ class ResNet50Handler:
         self.context = context
         states = self.preprocess(data)
         self.inference(states)
-        return self.postprocess(states)
+        responses = self.postprocess(states)
+        self._record_metrics(states)
+        return responses
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, data: list[dict]) -> list[RequestState]:
@@ -231,6 +236,23 @@ class ResNet50Handler:
         }
 
     # ---------------------------------------------------------------- helpers
+    def _record_metrics(self, states: list[RequestState]) -> None:
+        predictions = [s for s in states if s.kind == "predict"]
+        if not predictions:
+            return
+        self.metrics.observe("resnet50_batch_size", len(predictions))
+        for state in predictions:
+            status = state.error.status if state.error else 200
+            self.metrics.observe("resnet50_requests_total", 1, str(status))
+            if state.error:
+                self.metrics.observe("resnet50_errors_total", 1, state.error.code)
+            if state.parsed:
+                self.metrics.observe("resnet50_image_bytes_total", len(state.parsed.image_bytes))
+            for stage in ("preprocess", "inference", "postprocess"):
+                if stage in state.timing_ms:
+                    self.metrics.observe(f"resnet50_{stage}_seconds", state.timing_ms[stage] / 1000.0)
+
+
     def _respond_error(self, state: RequestState) -> str:
         """The single place where a typed error becomes an HTTP status and JSON body."""
         error = state.error

@@ -36,6 +36,8 @@ def template_values(settings: dict[str, str]) -> dict[str, str]:
     rate = int(settings["RATE_LIMIT_RPS"])
     values["RATE_LIMIT_KEY"] = "$binary_remote_addr" if rate > 0 else '""'
     values["RATE_LIMIT_ZONE_RPS"] = str(max(rate, 1))
+    allowed = [] if settings["METRICS_ALLOW"].strip().lower() == "none" else settings["METRICS_ALLOW"].split(",")
+    values["METRICS_ALLOW_RULES"] = "".join(f"allow {entry.strip()}; " for entry in allowed) + "deny all;"
     keys = api_keys(settings)
     values["API_KEY_DEFAULT"] = "0" if keys else "1"
     values["API_KEY_ENTRIES"] = "".join(f'        "{key}" 1;\n' for key in keys)

@@ -49,6 +49,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("API_KEYS", "", "Comma-separated API keys; when set (or API_KEYS_FILE), /predict and /info need "
             "an X-API-Key header (401 otherwise). /health stays open. Empty = off."),
     Setting("API_KEYS_FILE", "", "File with one API key per line (# comments allowed), added to API_KEYS."),
+    Setting("METRICS_ALLOW", "127.0.0.1,::1", "Comma-separated addresses/CIDRs allowed to read GET /metrics "
+            "through the proxy (others get 404); 'none' hides the route."),
     Setting("MAX_FILE_SIZE", "10485760", "Largest request body in bytes (nginx answers 413 above it)."),
     Setting("MAX_IMAGE_PIXELS", "40000000", "Largest decoded image (width x height); above = 413."),
     Setting("MAX_ASPECT_RATIO", "100", "Longest/shortest side ratio accepted; above = 400 invalid_image."),
@@ -134,6 +136,10 @@ def validate(s: dict[str, str]) -> None:
     integer("RESULT_CACHE_SIZE", 0, 1_000_000)
     integer("RATE_LIMIT_RPS", 0, 100_000)
     integer("RATE_LIMIT_BURST", 0, 100_000)
+    if s["METRICS_ALLOW"].strip().lower() != "none":
+        for entry in s["METRICS_ALLOW"].split(","):
+            if not re.fullmatch(r"[0-9a-fA-F.:]+(/[0-9]{1,3})?", entry.strip()):
+                raise SettingsError(f"METRICS_ALLOW entries must be IP addresses or CIDRs, got {entry!r}")
     for key in api_keys(s):
         if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,256}", key):
             raise SettingsError("API keys must be 16-256 characters of letters, digits and ._~+/=-")

@@ -130,7 +130,7 @@ def test_wrong_method_is_405_json(service, method, path, allowed):
 
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/predictions/resnet50", "/models", "/models/resnet50",
-                                  "/ping", "/metrics", "/api-description", "/predict/", "/info/x"])
+                                  "/ping", "/api-description", "/predict/", "/info/x"])
 def test_unknown_and_torchserve_paths_are_404_json(service, path):
     for method in ("GET", "POST"):
         assert_error(requests.request(method, service.url(path), timeout=10), 404, "not_found")

@@ -16,7 +16,7 @@ IMAGE = jpeg_bytes(64, 48, seed=5)
 TORCHSERVE_PATHS = [
     "/models", "/models/resnet50", "/models/resnet50/1.0", "/models/resnet50/1.0/set-default",
     "/models/resnet50/all", "/predictions/resnet50", "/predictions/resnet50/1.0", "/explanations/resnet50",
-    "/ping", "/metrics", "/api-description", "/v1/models/resnet50", "/v1/models/resnet50:predict",
+    "/ping", "/api-description", "/v1/models/resnet50", "/v1/models/resnet50:predict",
     "/v2/models/resnet50", "/v2/models/resnet50/infer", "/v2/health/ready", "/invocations",
     "/workflows", "/workflows/w", "/wfpredict/w", "/models?url=http://evil.example/x.mar",
     "/../models", "/predict/../models", "/%2e%2e/models", "/predict%2F..%2Fmodels", "/info/../models",
@@ -65,7 +65,7 @@ def guarded_service(tmp_path_factory, service):
     keys_file.write_text("# one key per line\nfile-key-0123456789abcdef\n")
     running = start_service(tmp_path_factory.mktemp("guarded-run"), service.model_store, {
         "RATE_LIMIT_RPS": "2", "RATE_LIMIT_BURST": "3", "API_KEYS": "env-key-0123456789abcdef",
-        "API_KEYS_FILE": str(keys_file),
+        "API_KEYS_FILE": str(keys_file), "METRICS_ALLOW": "192.0.2.1",
     }, watch_health=False)
     yield running
     running.stop()
@@ -83,6 +83,11 @@ def test_api_key_required_when_configured(guarded_service):
         assert requests.post(url, data=IMAGE, headers={"X-API-Key": key}, timeout=30).status_code == 200
     # Load balancers probe without a key.
     assert requests.get(guarded_service.url("/health"), timeout=10).status_code == 200
+
+
+def test_metrics_hidden_from_addresses_not_allowed(guarded_service):
+    response = requests.get(guarded_service.url("/metrics"), timeout=10)
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
 def test_rate_limit_answers_429_json(guarded_service):

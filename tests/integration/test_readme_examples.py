@@ -7,6 +7,7 @@ import re
 import subprocess
 
 import pytest
+import requests
 
 from tests.integration.service import REPO_ROOT
 
@@ -29,8 +30,13 @@ def test_readme_has_curl_examples_for_every_route_and_form():
 @pytest.mark.parametrize("command", readme_curl_commands())
 def test_readme_curl_example(service, command):
     command = command.replace("http://localhost:5000", service.base_url)
+    if "/metrics" in command:  # make sure there is a counter to show
+        requests.post(service.url("/predict"), data=(REPO_ROOT / "tests/fixtures/sample.jpg").read_bytes(), timeout=30)
     result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+    if "/metrics" in command:
+        assert 'resnet50_requests_total{ModelName="resnet50",status="200"' in result.stdout
+        return
     body = json.loads(result.stdout)
     if "/predict" in command:
         assert len(body["predictions"]) == 3
