@@ -36,6 +36,7 @@ WORKDIR /app
 COPY handler/ /app/handler/
 COPY scripts/ /app/scripts/
 COPY config/ /app/config/
+COPY web/ /app/web/
 COPY model_store/.gitkeep /app/model_store/.gitkeep
 RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" python scripts/build_mar.py --force \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app

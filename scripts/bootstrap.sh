@@ -14,10 +14,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 ensure_system_packages() {
-  local missing=()
+  local profile="$1" missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
+  if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     say "missing: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and rerun."
@@ -55,7 +57,7 @@ ensure_venv() {
 }
 
 bootstrap() {
-  ensure_system_packages
+  ensure_system_packages "${1:-runtime}"
   ensure_venv "${1:-runtime}"
   export PATH="$VENV_DIR/bin:$PATH:/usr/sbin"
   export VIRTUAL_ENV="$VENV_DIR"

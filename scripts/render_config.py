@@ -31,6 +31,7 @@ def template_values(settings: dict[str, str]) -> dict[str, str]:
     # TorchServe kills a worker whose response times out; nginx must give up well before.
     values["TS_RESPONSE_TIMEOUT"] = str(max(2 * timeout, timeout + 30))
     values["CONFIG_DIR"] = str(CONFIG_DIR)
+    values["WEB_DIR"] = str(REPO_ROOT / "web")
     values["TS_MAX_REQUEST_SIZE"] = str(int(settings["MAX_FILE_SIZE"]) + 65536)
     # nginx does not count requests whose limit key is empty: that is how "off" is spelt.
     rate = int(settings["RATE_LIMIT_RPS"])

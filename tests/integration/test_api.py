@@ -129,7 +129,7 @@ def test_wrong_method_is_405_json(service, method, path, allowed):
     assert response.headers["Allow"] == allowed
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/predictions/resnet50", "/models", "/models/resnet50",
+@pytest.mark.parametrize("path", ["/nope", "/predictions/resnet50", "/models", "/models/resnet50",
                                   "/ping", "/api-description", "/predict/", "/info/x"])
 def test_unknown_and_torchserve_paths_are_404_json(service, path):
     for method in ("GET", "POST"):
