@@ -20,7 +20,7 @@ TORCHSERVE_PATHS = [
     "/v2/models/resnet50", "/v2/models/resnet50/infer", "/v2/health/ready", "/invocations",
     "/workflows", "/workflows/w", "/wfpredict/w", "/models?url=http://evil.example/x.mar",
     "/../models", "/predict/../models", "/%2e%2e/models", "/predict%2F..%2Fmodels", "/info/../models",
-    "/health/..", "//models", "/PREDICT", "/predict;x=1", "/info.json", "/.env", "/config/config.properties",
+    "/health/../models", "//models", "/PREDICT", "/predict;x=1", "/info.json", "/.env", "/config/config.properties",
 ]
 
 
