@@ -47,6 +47,13 @@ class InvalidJson(ServiceError):
     default_message = "The request body is not valid JSON of the documented shape."
 
 
+class TooManyImages(ServiceError):
+    """400: a multi-image request with more images than MAX_IMAGES_PER_REQUEST."""
+
+    status, code = 400, "too_many_images"
+    default_message = "Too many images in one request."
+
+
 class PayloadTooLarge(ServiceError):
     """413: too many bytes, or too many pixels once decoded (decompression bombs)."""
 

@@ -4,6 +4,11 @@ Three request forms reach the handler (see SPEC): multipart with a ``file`` fiel
 optional ``top_k`` field; a raw image body; a JSON object ``{"image": b64, "top_k": n}``.
 ``top_k`` may also come as the query parameter, which the proxy carries in the
 ``X-Top-K`` header because TorchServe drops query strings. A body field wins over the query.
+
+Several images in one request: JSON ``{"images": [b64, ...]}``, or multipart fields
+``file``, ``file_1``, ``file_2``, ... (TorchServe keeps only the last of repeated field
+names, so each image needs its own name). Such a request is answered with one result per
+image, in order; its images are checked one by one later, so one bad image fails alone.
 """
 
 from __future__ import annotations
@@ -15,22 +20,41 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage
+from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage, ServiceError, TooManyImages
 
 TOP_K_HEADER = "x-top-k"
 REQUEST_ID_HEADER = "x-request-id"
 HEALTH_PROBE_HEADER = "x-health-probe"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _DATA_URL_PREFIX = re.compile(r"^data:[\w/+.-]*;base64,", re.IGNORECASE)
+_NUMBERED_FILE_FIELD = re.compile(r"^file_([1-9][0-9]{0,5})$")
+DEFAULT_MAX_IMAGES = 16
 
 
 @dataclass(frozen=True)
 class ParsedRequest:
-    """What the pipeline needs from one request."""
+    """What the pipeline needs from one request.
 
-    image_bytes: bytes
+    ``images`` holds one entry per image; an entry is bytes, or the typed error of that
+    image alone (e.g. bad base64 in one element of ``images``), so it can fail inline.
+    """
+
+    images: tuple[bytes | ServiceError, ...]
     top_k: int
     source: str  # "multipart" | "raw" | "json" (for logs)
+    multi: bool = False  # answered with a result per image ("results") instead of one body
+
+    @property
+    def image_bytes(self) -> bytes:
+        """The image of a single-image request (the only form that has exactly one)."""
+        first = self.images[0]
+        if isinstance(first, ServiceError):
+            raise first
+        return first
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(image) for image in self.images if isinstance(image, bytes))
 
 
 def normalise_headers(raw: Mapping[str, Any] | None) -> dict[str, str]:
@@ -67,32 +91,76 @@ def parse_top_k(value: Any, max_k: int) -> int:
 
 
 def parse_request(
-    data: Mapping[str, Any], headers: Mapping[str, str], default_top_k: int, max_k: int
+    data: Mapping[str, Any], headers: Mapping[str, str], default_top_k: int, max_k: int,
+    max_images: int = DEFAULT_MAX_IMAGES,
 ) -> ParsedRequest:
-    """Find the image and top_k in one request, or raise a typed error."""
+    """Find the image(s) and top_k in one request, or raise a typed error."""
     query_top_k = headers.get(TOP_K_HEADER)
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
 
-    if content_type == "multipart/form-data" or "file" in data:
-        image = _as_bytes(data.get("file"))
-        if not image:
-            raise MissingImage("No image: send it in the multipart field 'file'.")
-        field_top_k = data.get("top_k")
-        top_k = _resolve_top_k(field_top_k, query_top_k, default_top_k, max_k)
-        return ParsedRequest(image_bytes=image, top_k=top_k, source="multipart")
+    numbered = _numbered_file_fields(data)
+    if content_type == "multipart/form-data" or "file" in data or numbered:
+        top_k = _resolve_top_k(data.get("top_k"), query_top_k, default_top_k, max_k)
+        if not numbered:
+            image = _as_bytes(data.get("file"))
+            if not image:
+                raise MissingImage("No image: send it in the multipart field 'file'.")
+            return ParsedRequest(images=(image,), top_k=top_k, source="multipart")
+        fields = (["file"] if "file" in data else []) + [name for _, name in numbered]
+        _check_count(len(fields), max_images, "multipart fields file, file_1, file_2, ...")
+        images = tuple(_as_bytes(data.get(name)) or MissingImage(f"No image in the multipart field {name!r}.")
+                       for name in fields)
+        return ParsedRequest(images=images, top_k=top_k, source="multipart", multi=True)
 
     body = data.get("body", data.get("data"))
     if content_type == "application/json" or content_type.endswith("+json") or isinstance(body, (dict, list)):
         document = _parse_json(body)
-        image = _decode_base64_image(document.get("image"))
         top_k = _resolve_top_k(document.get("top_k"), query_top_k, default_top_k, max_k)
-        return ParsedRequest(image_bytes=image, top_k=top_k, source="json")
+        if "images" in document:
+            if "image" in document:
+                raise InvalidJson('Send either "image" (one) or "images" (a list), not both.')
+            return ParsedRequest(images=_decode_image_list(document["images"], max_images), top_k=top_k,
+                                 source="json", multi=True)
+        image = _decode_base64_image(document.get("image"))
+        return ParsedRequest(images=(image,), top_k=top_k, source="json")
 
     image = _as_bytes(body)
     if not image:
         raise MissingImage("No image: the request body is empty.")
     top_k = _resolve_top_k(None, query_top_k, default_top_k, max_k)
-    return ParsedRequest(image_bytes=image, top_k=top_k, source="raw")
+    return ParsedRequest(images=(image,), top_k=top_k, source="raw")
+
+
+def _numbered_file_fields(data: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """The ``file_<n>`` fields of a multipart request, in numeric order."""
+    numbered = []
+    for name in data:
+        match = _NUMBERED_FILE_FIELD.match(str(name))
+        if match:
+            numbered.append((int(match.group(1)), str(name)))
+    return sorted(numbered)
+
+
+def _check_count(count: int, max_images: int, where: str) -> None:
+    if count == 0:
+        raise MissingImage(f"No image: the {where} hold no image.")
+    if count > max_images:
+        raise TooManyImages(f"At most {max_images} images per request; this one has {count}.")
+
+
+def _decode_image_list(value: Any, max_images: int) -> tuple[bytes | ServiceError, ...]:
+    if not isinstance(value, list):
+        raise InvalidJson('"images" must be a list of base64 strings.')
+    _check_count(len(value), max_images, '"images" list')
+    if not all(isinstance(item, str) for item in value):  # a malformed request, not a bad image
+        raise InvalidJson('"images" must be a list of base64 strings.')
+    decoded: list[bytes | ServiceError] = []
+    for position, item in enumerate(value):
+        try:
+            decoded.append(_decode_base64_image(item, f'element {position} of "images"'))
+        except ServiceError as error:  # one bad element fails that image alone
+            decoded.append(error)
+    return tuple(decoded)
 
 
 def _resolve_top_k(field_value: Any, query_value: str | None, default: int, max_k: int) -> int:
@@ -131,17 +199,19 @@ def _parse_json(body: Any) -> dict:
     return document
 
 
-def _decode_base64_image(value: Any) -> bytes:
+def _decode_base64_image(value: Any, name: str = '"image" field') -> bytes:
     if value is None or value == "":
-        raise MissingImage('No image: the JSON body needs an "image" field with base64 data.')
+        if name == '"image" field':
+            raise MissingImage('No image: the JSON body needs an "image" field with base64 data.')
+        raise MissingImage(f"No image: {name} is empty.")
     if not isinstance(value, str):
-        raise InvalidJson('The "image" field must be a base64 string.')
+        raise InvalidJson(f"The {name} must be a base64 string.")
     text = _DATA_URL_PREFIX.sub("", value.strip(), count=1)
     text = re.sub(r"\s+", "", text)
     try:
         decoded = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidImage('The "image" field is not valid base64.') from exc
+        raise InvalidImage(f"The {name} is not valid base64.") from exc
     if not decoded:
-        raise MissingImage('No image: the "image" field decodes to 0 bytes.')
+        raise MissingImage(f"No image: the {name} decodes to 0 bytes.")
     return decoded

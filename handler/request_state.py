@@ -16,6 +16,23 @@ from handler.result_cache import CachedResult
 
 
 @dataclass
+class ImageItem:
+    """One image of a request (a request carries one, or several in the multi-image forms)."""
+
+    position: int
+    image_bytes: bytes = b""
+    prepared: PreparedImage | None = None
+    probabilities: torch.Tensor | None = None
+    error: ServiceError | None = None
+    cache_key: str | None = None
+    cached: CachedResult | None = None
+
+    @property
+    def needs_inference(self) -> bool:
+        return self.prepared is not None and self.error is None
+
+
+@dataclass
 class RequestState:
     """One request of a TorchServe batch as it moves through the three stages."""
 
@@ -24,9 +41,14 @@ class RequestState:
     started: float
     kind: str = "predict"  # "predict" | "health" | "describe"
     parsed: ParsedRequest | None = None
-    prepared: PreparedImage | None = None
-    probabilities: torch.Tensor | None = None
-    error: ServiceError | None = None
-    cache_key: str | None = None
-    cached: CachedResult | None = None
+    items: list[ImageItem] = field(default_factory=list)
+    error: ServiceError | None = None  # the whole request failed (one status for it)
     timing_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def multi(self) -> bool:
+        return self.parsed is not None and self.parsed.multi
+
+    @property
+    def image_bytes(self) -> int:
+        return sum(len(item.image_bytes) for item in self.items)

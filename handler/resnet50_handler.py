@@ -29,7 +29,7 @@ from handler.request_parsing import (
     parse_request,
     request_id_from,
 )
-from handler.request_state import RequestState
+from handler.request_state import ImageItem, RequestState
 from handler.result_cache import CachedResult, ResultCache, content_key
 from handler.runtime_env import configure_torch_threads, select_device, threads_per_worker
 from handler.selftest import SelfTestFailed
@@ -129,7 +129,8 @@ class ResNet50Handler:
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, data: list[dict]) -> list[RequestState]:
-        """Parse, decode, validate and transform each request; failures stay per request."""
+        """Parse, decode, validate and transform each request; failures stay per request
+        (and, in the multi-image forms, per image)."""
         states = []
         for index, request in enumerate(data):
             started = time.perf_counter()
@@ -145,42 +146,62 @@ class ResNet50Handler:
                 continue
             try:
                 state.parsed = parse_request(request or {}, headers, self.settings.default_top_k,
-                                             self.pipeline.meta.num_classes)
-                if self.cache.enabled:
-                    state.cache_key = content_key(state.parsed.image_bytes)
-                    state.cached = self.cache.get(state.cache_key)
-                if state.cached is None:
-                    state.prepared = self.pipeline.prepare(state.parsed.image_bytes)
+                                             self.pipeline.meta.num_classes, self.settings.max_images_per_request)
             except ServiceError as error:
                 state.error = error
             except Exception:  # noqa: BLE001 - a bug must not fail the rest of the batch
-                self.log.error("unexpected preprocessing failure", exc_info=True,
+                self.log.error("unexpected request parsing failure", exc_info=True,
                                extra={"request_id": state.request_id})
                 state.error = InternalError()
+            if state.parsed is not None:
+                state.items = [self._prepare_item(state, position, image)
+                               for position, image in enumerate(state.parsed.images)]
+                if not state.multi and state.items[0].error is not None:
+                    state.error = state.items[0].error  # a single image's error is the request's
             state.timing_ms["preprocess"] = _ms_since(started)
         return states
 
+    def _prepare_item(self, state: RequestState, position: int, image: bytes | ServiceError) -> ImageItem:
+        if isinstance(image, ServiceError):
+            return ImageItem(position=position, error=image)
+        item = ImageItem(position=position, image_bytes=image)
+        try:
+            if self.cache.enabled:
+                item.cache_key = content_key(image)
+                item.cached = self.cache.get(item.cache_key)
+            if item.cached is None:
+                item.prepared = self.pipeline.prepare(image)
+        except ServiceError as error:
+            item.error = error
+        except Exception:  # noqa: BLE001 - a bug must not fail the other images or requests
+            self.log.error("unexpected preprocessing failure", exc_info=True,
+                           extra={"request_id": state.request_id, "image_index": position})
+            item.error = InternalError()
+        return item
+
     def inference(self, states: list[RequestState]) -> list[RequestState]:
-        """One batched forward pass over every request that survived preprocessing."""
-        ready = [s for s in states if s.prepared is not None and s.error is None]
+        """One batched forward pass over every image that survived preprocessing, across the
+        requests of the TorchServe batch and the images of each multi-image request."""
+        ready = [(state, item) for state in states if state.error is None
+                 for item in state.items if item.needs_inference]
         if not ready:
             return states
         started = time.perf_counter()
         try:
-            probabilities = self.pipeline.probabilities([s.prepared.tensor for s in ready])
+            probabilities = self.pipeline.probabilities([item.prepared.tensor for _, item in ready])
         except Exception:  # noqa: BLE001 - answer every request with a sanitized 500
             self.log.error("inference failed", exc_info=True,
-                           extra={"request_ids": [s.request_id for s in ready]})
-            for state in ready:
+                           extra={"request_ids": sorted({state.request_id for state, _ in ready})})
+            for state, _ in ready:
                 state.error = InternalError()
             return states
         elapsed = _ms_since(started)
-        for state, row in zip(ready, probabilities):
-            state.probabilities = row
+        for (state, item), row in zip(ready, probabilities):
+            item.probabilities = row
             state.timing_ms["inference"] = elapsed
-            if state.cache_key is not None:
-                decoded = state.prepared.decoded
-                self.cache.put(state.cache_key, CachedResult(row, decoded.width, decoded.height, decoded.format))
+            if item.cache_key is not None:
+                decoded = item.prepared.decoded
+                self.cache.put(item.cache_key, CachedResult(row, decoded.width, decoded.height, decoded.format))
         return states
 
     def postprocess(self, states: list[RequestState]) -> list[str]:
@@ -199,7 +220,8 @@ class ResNet50Handler:
                 responses.append(self._respond_error(state))
                 continue
             try:
-                body = self._prediction_body(state, started)
+                body = self._multi_prediction_body(state, started) if state.multi \
+                    else self._prediction_body(state, started)
             except Exception:  # noqa: BLE001
                 self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
                 state.error = InternalError()
@@ -240,18 +262,22 @@ class ResNet50Handler:
         predictions = [s for s in states if s.kind == "predict"]
         if not predictions:
             return
-        self.metrics.observe("resnet50_batch_size", len(predictions))
+        # Images in the forward pass: requests of the TorchServe batch times their images.
+        inferred = sum(1 for s in predictions for item in s.items
+                       if item.prepared is not None and item.probabilities is not None)
+        if inferred:
+            self.metrics.observe("resnet50_batch_size", inferred)
         for state in predictions:
             status = state.error.status if state.error else 200
             self.metrics.observe("resnet50_requests_total", 1, str(status))
-            if state.error:
-                self.metrics.observe("resnet50_errors_total", 1, state.error.code)
-            if state.parsed:
-                self.metrics.observe("resnet50_image_bytes_total", len(state.parsed.image_bytes))
+            errors = [state.error] if state.error else [item.error for item in state.items if item.error]
+            for error in errors:
+                self.metrics.observe("resnet50_errors_total", 1, error.code)
+            if state.items:
+                self.metrics.observe("resnet50_image_bytes_total", state.image_bytes)
             for stage in ("preprocess", "inference", "postprocess"):
                 if stage in state.timing_ms:
                     self.metrics.observe(f"resnet50_{stage}_seconds", state.timing_ms[stage] / 1000.0)
-
 
     def _respond_error(self, state: RequestState) -> str:
         """The single place where a typed error becomes an HTTP status and JSON body."""
@@ -261,31 +287,59 @@ class ResNet50Handler:
         self.log.error(error.message, extra={
             "event": "request_failed", "request_id": state.request_id, "status": error.status,
             "code": error.code, "latency_ms": _ms_since(state.started),
-            "image_bytes": len(state.parsed.image_bytes) if state.parsed else None,
+            "image_bytes": state.image_bytes if state.items else None,
         })
         return json.dumps(error_body(error, state.request_id))
 
     def _prediction_body(self, state: RequestState, started: float) -> dict:
-        if state.cached is not None:
-            state.probabilities = state.cached.probabilities
-            state.timing_ms["inference"] = 0.0
-        predictions = self.pipeline.top_k(state.probabilities, state.parsed.top_k)
+        item = state.items[0]
+        predictions = self._predictions(state, item)
         state.timing_ms["postprocess"] = _ms_since(started)
         body = {
             "request_id": state.request_id,
-            "model": {
-                "name": self.model_name,
-                "version": self.model_version,
-                "pretrained": self.pipeline.meta.weights.pretrained,
-            },
+            "model": self._model_facts(),
             "predictions": predictions,
-            "image": _image_facts(state),
+            "image": _image_facts(item),
             "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
             "created_at": _utc_now(),
         }
-        if state.cached is not None:
+        if item.cached is not None:
             body["cached"] = True  # served from RESULT_CACHE_SIZE's cache: same bytes seen before
         return body
+
+    def _multi_prediction_body(self, state: RequestState, started: float) -> dict:
+        """One result per image, in request order; a failed image carries its error inline."""
+        results = []
+        for item in state.items:
+            if item.error is not None:
+                results.append({"index": item.position, "status": item.error.status,
+                                "error": {"code": item.error.code, "message": item.error.message}})
+                continue
+            result = {"index": item.position, "status": 200, "predictions": self._predictions(state, item),
+                      "image": _image_facts(item)}
+            if item.cached is not None:
+                result["cached"] = True
+            results.append(result)
+        state.timing_ms["postprocess"] = _ms_since(started)
+        failed = sum(1 for result in results if result["status"] != 200)
+        return {
+            "request_id": state.request_id,
+            "model": self._model_facts(),
+            "results": results,
+            "summary": {"images": len(results), "succeeded": len(results) - failed, "failed": failed},
+            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
+            "created_at": _utc_now(),
+        }
+
+    def _predictions(self, state: RequestState, item: ImageItem) -> list[dict]:
+        if item.cached is not None:
+            item.probabilities = item.cached.probabilities
+            state.timing_ms.setdefault("inference", 0.0)
+        return self.pipeline.top_k(item.probabilities, state.parsed.top_k)
+
+    def _model_facts(self) -> dict:
+        return {"name": self.model_name, "version": self.model_version,
+                "pretrained": self.pipeline.meta.weights.pretrained}
 
     def _health_body(self, request_id: str) -> dict:
         return {
@@ -298,19 +352,26 @@ class ResNet50Handler:
 
     def _log_success(self, state: RequestState, body: dict) -> None:
         latency = _ms_since(state.started)
-        size = len(state.parsed.image_bytes)
-        image = body["image"]
-        near_limit = (size > NEAR_LIMIT_FRACTION * self.settings.max_file_size
-                      or image["width"] * image["height"] > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels)
+        images = [r["image"] for r in body["results"] if "image" in r] if state.multi else [body["image"]]
+        near_limit = (any(len(item.image_bytes) > NEAR_LIMIT_FRACTION * self.settings.max_file_size
+                          for item in state.items)
+                      or any(image["width"] * image["height"] > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels
+                             for image in images))
         slow = latency > self.settings.slow_request_ms
-        level = logging.WARNING if (near_limit or slow) else logging.INFO
-        self.log.log(level, "prediction", extra={
+        failed = [item.error.code for item in state.items if item.error is not None]
+        level = logging.WARNING if (near_limit or slow or failed) else logging.INFO
+        fields = {
             "event": "prediction", "request_id": state.request_id, "status": 200,
-            "latency_ms": round(latency, 2), "timing_ms": body["timing_ms"], "image_bytes": size,
-            "image": body["image"], "form": state.parsed.source, "top_k": state.parsed.top_k,
-            "top1": body["predictions"][0]["class_id"], "near_limit": near_limit, "slow": slow,
-            "cached": state.cached is not None,
-        })
+            "latency_ms": round(latency, 2), "timing_ms": body["timing_ms"], "image_bytes": state.image_bytes,
+            "form": state.parsed.source, "top_k": state.parsed.top_k, "near_limit": near_limit, "slow": slow,
+        }
+        if state.multi:
+            fields.update(images=len(state.items), failed_images=len(failed), image_errors=failed,
+                          cached=sum(1 for item in state.items if item.cached is not None))
+        else:
+            fields.update(image=body["image"], top1=body["predictions"][0]["class_id"],
+                          cached=state.items[0].cached is not None)
+        self.log.log(level, "prediction", extra=fields)
 
     def _headers(self, index: int) -> dict:
         try:
@@ -325,8 +386,8 @@ class ResNet50Handler:
             return f"req-{index}"
 
 
-def _image_facts(state: RequestState) -> dict:
-    source = state.cached if state.cached is not None else state.prepared.decoded
+def _image_facts(item: ImageItem) -> dict:
+    source = item.cached if item.cached is not None else item.prepared.decoded
     return {"width": source.width, "height": source.height, "format": source.format}
 
 

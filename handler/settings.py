@@ -38,6 +38,7 @@ class HandlerSettings:
     selftest_tolerance: float = 1e-3
     result_cache_size: int = 0  # entries per worker; 0 = off
     fast_jpeg_decode: bool = False
+    max_images_per_request: int = 16
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
@@ -57,4 +58,5 @@ class HandlerSettings:
             selftest_tolerance=_float("SELFTEST_TOLERANCE", cls.selftest_tolerance),
             result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
             fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
+            max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", cls.max_images_per_request),
         )

@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS_ALLOW", "127.0.0.1,::1", "Comma-separated addresses/CIDRs allowed to read GET /metrics "
             "through the proxy (others get 404); 'none' hides the route."),
     Setting("MAX_FILE_SIZE", "10485760", "Largest request body in bytes (nginx answers 413 above it)."),
+    Setting("MAX_IMAGES_PER_REQUEST", "16", "Most images in one multi-image request (JSON \"images\" or multipart "
+            "file, file_1, ...); more = 400 too_many_images. All of them share the MAX_FILE_SIZE body limit."),
     Setting("MAX_IMAGE_PIXELS", "40000000", "Largest decoded image (width x height); above = 413."),
     Setting("MAX_ASPECT_RATIO", "100", "Longest/shortest side ratio accepted; above = 400 invalid_image."),
     Setting("REQUEST_TIMEOUT", "30", "Seconds nginx waits for a prediction before answering 504."),
@@ -144,6 +146,7 @@ def validate(s: dict[str, str]) -> None:
         if not re.fullmatch(r"[A-Za-z0-9._~+/=-]{16,256}", key):
             raise SettingsError("API keys must be 16-256 characters of letters, digits and ._~+/=-")
     integer("MAX_IMAGE_PIXELS", 1, 1 << 31)
+    integer("MAX_IMAGES_PER_REQUEST", 1, 256)
     integer("REQUEST_TIMEOUT", 1, 3600)
     integer("DEFAULT_TOP_K", 1, 1000)
     integer("SLOW_REQUEST_MS", 1, 3_600_000)
@@ -184,5 +187,5 @@ def handler_environment(s: dict[str, str]) -> dict[str, str]:
     """The subset the handler reads in each TorchServe worker (see handler/settings.py)."""
     keys = ("DEVICE", "BACKEND", "PRECISION", "WORKERS", "THREADS_PER_WORKER", "MAX_FILE_SIZE",
             "MAX_IMAGE_PIXELS", "MAX_ASPECT_RATIO", "DEFAULT_TOP_K", "LOG_LEVEL", "LOG_FORMAT",
-            "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE", "FAST_JPEG_DECODE")
+            "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE", "FAST_JPEG_DECODE", "MAX_IMAGES_PER_REQUEST")
     return {k: s[k] for k in keys}

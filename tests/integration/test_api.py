@@ -88,6 +88,33 @@ def test_same_image_same_answer_in_every_form(service):
     assert ids[0] == ids[1] == ids[2]
 
 
+# ------------------------------------------------------------------- several images per request
+def test_several_images_in_multipart_and_json(service):
+    single = requests.post(service.url("/predict?top_k=3"), data=IMAGE, timeout=30).json()
+    files = {"file": ("a.jpg", IMAGE), "file_1": ("notes.txt", b"just text"), "file_2": ("b.png", png_bytes(50, 40))}
+    multipart = requests.post(service.url("/predict"), files=files, data={"top_k": "3"}, timeout=60)
+    encoded = [base64.b64encode(IMAGE).decode(), "%%%", base64.b64encode(png_bytes(50, 40)).decode()]
+    from_json = requests.post(service.url("/predict?top_k=3"), json={"images": encoded}, timeout=60)
+    for response, bad_code in ((multipart, "unsupported_media_type"), (from_json, "invalid_image")):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["request_id"] == response.headers["X-Request-ID"]
+        assert [r["index"] for r in body["results"]] == [0, 1, 2]
+        assert body["summary"] == {"images": 3, "succeeded": 2, "failed": 1}
+        first, bad, third = body["results"]
+        assert [p["class_id"] for p in first["predictions"]] == [p["class_id"] for p in single["predictions"]]
+        assert first["image"]["format"] == "JPEG" and third["image"] == {"width": 50, "height": 40, "format": "PNG"}
+        assert len(third["predictions"]) == 3
+        assert bad["error"]["code"] == bad_code and "predictions" not in bad
+
+
+def test_too_many_images_is_400(service):
+    encoded = base64.b64encode(png_bytes(8, 8)).decode()
+    assert_error(requests.post(service.url("/predict"), json={"images": [encoded] * 17}, timeout=30),
+                 400, "too_many_images")
+    assert_error(requests.post(service.url("/predict"), json={"images": []}, timeout=30), 400, "missing_image")
+
+
 # ------------------------------------------------------------------------------ errors
 @pytest.mark.parametrize("kwargs, status, code", [
     ({"files": {"wrong": IMAGE}}, 400, "missing_image"),

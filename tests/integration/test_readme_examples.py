@@ -38,7 +38,10 @@ def test_readme_curl_example(service, command):
         assert 'resnet50_requests_total{ModelName="resnet50",status="200"' in result.stdout
         return
     body = json.loads(result.stdout)
-    if "/predict" in command:
+    if "/predict" in command and "results" in body:  # the multi-image examples: one good, one bad image
+        assert body["summary"] == {"images": 2, "succeeded": 1, "failed": 1}
+        assert len(body["results"][0]["predictions"]) == 3 and body["results"][1]["error"]["code"]
+    elif "/predict" in command:
         assert len(body["predictions"]) == 3
     elif "/health" in command:
         assert body["status"] == "healthy"

@@ -97,13 +97,18 @@ request_value = st.one_of(st.binary(max_size=256), st.text(max_size=64), st.inte
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["file", "body", "data", "top_k", "image", "x"]), request_value, max_size=4),
+@given(st.dictionaries(st.sampled_from(["file", "file_1", "file_7", "body", "data", "top_k", "image", "images", "x"]),
+                       request_value, max_size=4),
        st.dictionaries(st.sampled_from(["content-type", "x-top-k", "x-request-id"]),
                        st.sampled_from(["application/json", "multipart/form-data", "image/png", "text/plain",
                                         "", "3", "abc", "-1", "1000", "2.5"]), max_size=3))
 def test_parse_request_only_raises_typed_errors(data, headers):
     try:
-        parsed = parse_request(data, headers, default_top_k=5, max_k=1000)
-        assert 1 <= parsed.top_k <= 1000 and isinstance(parsed.image_bytes, bytes) and parsed.image_bytes
+        parsed = parse_request(data, headers, default_top_k=5, max_k=1000, max_images=4)
+        assert 1 <= parsed.top_k <= 1000 and 1 <= len(parsed.images) <= 4
+        assert parsed.multi or len(parsed.images) == 1
+        # Each image is non-empty bytes or that image's own typed error (multi-image forms only).
+        assert all((isinstance(i, bytes) and i) or (parsed.multi and isinstance(i, ServiceError))
+                   for i in parsed.images)
     except ServiceError:
         pass

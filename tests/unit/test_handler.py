@@ -141,3 +141,52 @@ def test_result_cache_serves_identical_bytes(model_dir, monkeypatch):
     assert "cached" not in third
     stats = cached_handler.describe_handle()["result_cache"]
     assert stats["capacity"] == 2 and stats["entries"] == 2 and stats["hits"] == 1
+
+
+def test_several_images_one_request_one_batch(handler, model_dir, monkeypatch):
+    images = [jpeg_bytes(100 + 10 * i, 80, seed=i) for i in range(3)]
+    body = json.dumps({"images": [base64.b64encode(images[0]).decode(), "@@@",
+                                  base64.b64encode(images[1]).decode()], "top_k": 3}).encode()
+    multipart = {"file": images[2], "file_1": b"plain text, not an image", "file_2": images[0]}
+    forward_sizes = []
+    original = handler.pipeline.probabilities
+    monkeypatch.setattr(handler.pipeline, "probabilities",
+                        lambda tensors: forward_sizes.append(len(tensors)) or original(tensors))
+    context, (from_json, from_multipart) = run(
+        handler, model_dir, [{"body": body}, multipart],
+        [{"Content-Type": "application/json", "X-Request-ID": "multi"}, MULTIPART])
+
+    assert forward_sizes == [4]  # the good images of both requests: one forward pass
+    assert context.status == {}  # partial failures are inline: the requests themselves succeed
+    assert from_json["request_id"] == "multi"
+    assert [r["index"] for r in from_json["results"]] == [0, 1, 2]
+    assert [r["status"] for r in from_json["results"]] == [200, 400, 200]
+    assert from_json["results"][1]["error"]["code"] == "invalid_image"
+    assert from_json["summary"] == {"images": 3, "succeeded": 2, "failed": 1}
+    assert all(len(r["predictions"]) == 3 for r in from_json["results"] if r["status"] == 200)
+    assert [r["status"] for r in from_multipart["results"]] == [200, 415, 200]
+    assert from_multipart["results"][1]["error"]["code"] == "unsupported_media_type"
+    assert from_multipart["results"][0]["image"] == {"width": 120, "height": 80, "format": "JPEG"}
+    # The same bytes give the same answer alone, in a multi request, at any position.
+    _, (alone,) = run(handler, model_dir, [{"body": images[0]}], [{"X-Top-K": "3"}])
+    for together in (from_json["results"][0], from_multipart["results"][2]):
+        top3 = together["predictions"][:3]  # the multipart request asked for the default top_k (5)
+        assert [p["class_id"] for p in top3] == [p["class_id"] for p in alone["predictions"]]
+        for a, b in zip(alone["predictions"], top3):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+def test_too_many_images_fails_the_request(handler, model_dir, monkeypatch):
+    monkeypatch.setattr(handler, "settings", handler.settings.__class__(max_images_per_request=2))
+    body = json.dumps({"images": [base64.b64encode(png_bytes()).decode()] * 3}).encode()
+    context, (reply,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
+    assert context.status == {0: (400, "too_many_images")}
+    assert reply["error"]["code"] == "too_many_images" and "At most 2" in reply["error"]["message"]
+
+
+def test_all_images_bad_is_still_one_answer_per_image(handler, model_dir):
+    body = json.dumps({"images": ["", "%%%"]}).encode()
+    context, (reply,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
+    assert context.status == {}
+    assert [r["error"]["code"] for r in reply["results"]] == ["missing_image", "invalid_image"]
+    assert reply["summary"] == {"images": 2, "succeeded": 0, "failed": 2}

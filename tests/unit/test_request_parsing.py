@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage
+from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage, TooManyImages
 from handler.request_parsing import normalise_headers, parse_request, parse_top_k, request_id_from
 
 IMG = b"\xff\xd8\xff fake jpeg bytes"
@@ -98,3 +98,68 @@ def test_request_id_sanity():
 
 def test_normalise_headers_drops_per_field_entries():
     assert normalise_headers({"X-Top-K": "3", "file": {"content-type": "image/png"}}) == {"x-top-k": "3"}
+
+
+# ---------------------------------------------------------------- several images per request
+B64 = base64.b64encode(IMG).decode()
+
+
+def test_json_images_list_keeps_order_and_bad_elements_inline():
+    other = b"\x89PNG-other"
+    body = json.dumps({"images": [B64, "!!not base64!!", base64.b64encode(other).decode(), ""], "top_k": 2})
+    parsed = parse_request({"body": body.encode()}, JSON, default_top_k=5, max_k=1000)
+    assert parsed.multi and parsed.top_k == 2 and parsed.source == "json"
+    assert parsed.images[0] == IMG and parsed.images[2] == other
+    assert isinstance(parsed.images[1], InvalidImage) and isinstance(parsed.images[3], MissingImage)
+    assert "element 1" in parsed.images[1].message
+
+
+def test_json_images_shape_and_count_errors():
+    with pytest.raises(InvalidJson):
+        parse({"body": json.dumps({"images": B64}).encode()}, JSON)
+    with pytest.raises(InvalidJson):
+        parse({"body": json.dumps({"image": B64, "images": [B64]}).encode()}, JSON)
+    with pytest.raises(MissingImage):
+        parse({"body": json.dumps({"images": []}).encode()}, JSON)
+    with pytest.raises(TooManyImages):
+        parse_request({"body": json.dumps({"images": [B64] * 5}).encode()}, JSON, 5, 1000, max_images=4)
+    assert len(parse_request({"body": json.dumps({"images": [B64] * 4}).encode()}, JSON, 5, 1000,
+                             max_images=4).images) == 4
+
+
+def test_a_one_element_images_list_is_still_the_multi_form():
+    parsed = parse({"body": json.dumps({"images": [B64]}).encode()}, JSON)
+    assert parsed.multi and parsed.images == (IMG,)
+
+
+def test_multipart_numbered_fields_in_numeric_order():
+    data = {"file_10": b"ten", "file": b"zero", "file_2": b"two", "file_1": b"one", "top_k": b"3"}
+    parsed = parse(data, MULTIPART)
+    assert parsed.multi and parsed.top_k == 3
+    assert parsed.images == (b"zero", b"one", b"two", b"ten")
+
+
+def test_multipart_numbered_fields_without_file_and_empty_field_inline():
+    parsed = parse({"file_1": b"one", "file_2": b""}, MULTIPART)
+    assert parsed.images[0] == b"one" and isinstance(parsed.images[1], MissingImage)
+
+
+def test_multipart_too_many_files():
+    data = {"file": IMG, **{f"file_{i}": IMG for i in range(1, 20)}}
+    with pytest.raises(TooManyImages):
+        parse_request(data, MULTIPART, 5, 1000, max_images=16)
+
+
+def test_single_forms_are_not_multi():
+    assert not parse({"file": IMG}, MULTIPART).multi
+    assert not parse({"body": json.dumps({"image": B64}).encode()}, JSON).multi
+    assert not parse({"body": IMG}, {}).multi
+    # Field names that only look numbered are ignored, as any unknown field is.
+    assert not parse({"file": IMG, "file_0": IMG, "file_x": IMG}, MULTIPART).multi
+
+
+def test_images_elements_must_be_strings_and_null_top_k_is_the_default():
+    with pytest.raises(InvalidJson):
+        parse({"body": json.dumps({"images": [B64, 7]}).encode()}, JSON)
+    assert parse({"body": json.dumps({"images": [B64], "top_k": None}).encode()}, JSON, default=4).top_k == 4
+    assert parse({"body": json.dumps({"image": B64, "top_k": None}).encode()}, JSON, default=4).top_k == 4
