@@ -273,7 +273,7 @@ class StockInstance:
 
 def service_memory(url: str) -> dict:
     """RSS of the TorchServe frontend (java) and its Python workers, found by the inference port."""
-    info = requests.get(url + "/info", timeout=10).json()[0]
+    info = requests.get(url + "/info", timeout=10).json()["default"][0]
     worker_pids = [int(w["pid"]) for w in info.get("workers", []) if w.get("pid")]
     workers = []
     frontend = None
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"c={concurrency:>2}: {level['req_per_s']:6.2f} req/s  p50 {level['p50_ms']:7.1f} ms  "
                   f"p99 {level['p99_ms']:7.1f} ms  errors {level['errors'] or '-'}", flush=True)
         memory = service_memory(url)
-        described = requests.get(url + "/info", timeout=10).json()[0]
+        described = requests.get(url + "/info", timeout=10).json()["default"][0]
     finally:
         if instance:
             instance.stop()

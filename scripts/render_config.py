@@ -10,6 +10,7 @@ Usage: scripts/render_config.py  (prints the rendered directory)
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.settings import REPO_ROOT, api_keys, load_settings  # noqa: E402
+from scripts.ts_tokens import ApiKeys  # noqa: E402
 
 CONFIG_DIR = REPO_ROOT / "config"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -24,9 +26,12 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 NGINX_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def template_values(settings: dict[str, str]) -> dict[str, str]:
-    """Settings plus the few values derived from them."""
+def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> dict[str, str]:
+    """Settings plus the few values derived from them (and TorchServe's API keys, once issued)."""
     values = dict(settings)
+    # Before TorchServe has issued its keys nginx would be refused by it (401 -> JSON errors).
+    values["TS_INFERENCE_KEY"] = keys.inference if keys else "not-issued-yet"
+    values["TS_MANAGEMENT_KEY"] = keys.management if keys else "not-issued-yet"
     timeout = int(settings["REQUEST_TIMEOUT"])
     # TorchServe kills a worker whose response times out; nginx must give up well before.
     values["TS_RESPONSE_TIMEOUT"] = str(max(2 * timeout, timeout + 30))
@@ -39,10 +44,24 @@ def template_values(settings: dict[str, str]) -> dict[str, str]:
     values["RATE_LIMIT_ZONE_RPS"] = str(max(rate, 1))
     allowed = [] if settings["METRICS_ALLOW"].strip().lower() == "none" else settings["METRICS_ALLOW"].split(",")
     values["METRICS_ALLOW_RULES"] = "".join(f"allow {entry.strip()}; " for entry in allowed) + "deny all;"
+    values["SERVED_ARCHIVE"], values["SERVED_VERSION"] = served_archive(settings)
     keys = api_keys(settings)
     values["API_KEY_DEFAULT"] = "0" if keys else "1"
     values["API_KEY_ENTRIES"] = "".join(f'        "{key}" 1;\n' for key in keys)
     return values
+
+
+def served_archive(settings: dict[str, str]) -> tuple[str, str]:
+    """The archive and version to load at start: scripts/deploy_model.py's last default if its
+    archive is still in the model store, else the service's own MODEL_NAME.mar."""
+    name, store = settings["MODEL_NAME"], Path(settings["MODEL_STORE"])
+    try:
+        default = json.loads((store / f"{name}.deployed.json").read_text())["default"]
+        if (store / default["archive"]).is_file():
+            return str(default["archive"]), str(default["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return f"{name}.mar", settings["MODEL_VERSION"]
 
 
 def render_text(template: str, values: dict[str, str]) -> str:
@@ -55,7 +74,7 @@ def render_text(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(substitute, template)
 
 
-def render_all(settings: dict[str, str]) -> Path:
+def render_all(settings: dict[str, str], keys: ApiKeys | None = None) -> Path:
     """Write config.properties, nginx.conf and log4j2.xml into RUN_DIR/config; return that dir."""
     run_dir = Path(settings["RUN_DIR"])
     out = run_dir / "config"
@@ -63,11 +82,11 @@ def render_all(settings: dict[str, str]) -> Path:
     for name in NGINX_DIRS:
         (run_dir / "nginx" / name).mkdir(parents=True, exist_ok=True)
     (run_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    values = template_values(settings)
+    values = template_values(settings, keys)
     for template in sorted(CONFIG_DIR.glob("*.template")):
         target = out / template.name.removesuffix(".template")
         target.write_text(render_text(template.read_text(encoding="utf-8"), values), encoding="utf-8")
-        target.chmod(0o600)  # nginx.conf may hold API keys
+        target.chmod(0o600)  # nginx.conf holds TorchServe's keys and maybe API keys
     shutil.copyfile(CONFIG_DIR / "log4j2.xml", out / "log4j2.xml")
     return out
 

@@ -32,11 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.archive_info import archive_is_stale  # noqa: E402
 from scripts.render_config import render_all  # noqa: E402
 from scripts.settings import REPO_ROOT, SettingsError, handler_environment, load_settings  # noqa: E402
+from scripts.ts_tokens import key_file, wait_for_keys  # noqa: E402
 
 SUPERVISOR_PID = "service.pid"
 TORCHSERVE_PGID = "torchserve.pgid"
 DETACHED_LOG = "service.log"
 STOP_GRACE_S = 30
+KEYS_TIMEOUT_S = 60
 
 
 # ----------------------------------------------------------------------------- logs
@@ -130,7 +132,7 @@ def torchserve_command(settings: dict[str, str], config_dir: Path) -> list[str]:
     executable = Path(sys.executable).with_name("torchserve")
     return [
         str(executable) if executable.exists() else "torchserve",
-        "--start", "--foreground", "--ncs", "--disable-token-auth",
+        "--start", "--foreground", "--ncs",
         "--ts-config", str(config_dir / "config.properties"),
         "--model-store", settings["MODEL_STORE"],
         "--log-config", str(config_dir / "log4j2.xml"),
@@ -236,6 +238,16 @@ class Supervisor:
         self.torchserve = spawn(torchserve_command(self.settings, config_dir), env, self.run_dir)
         (self.run_dir / TORCHSERVE_PGID).write_text(str(self.torchserve.pid))
         self.relay.follow("torchserve", self.torchserve.stdout)
+        # nginx needs TorchServe's API keys, issued anew by each TorchServe start.
+        key_file(self.run_dir).unlink(missing_ok=True)
+        try:
+            keys = wait_for_keys(self.run_dir, lambda: self.torchserve.poll() is None, KEYS_TIMEOUT_S)
+        except RuntimeError as error:
+            self.relay.log("CRITICAL", str(error), event="no_api_keys")
+            self.stopping.set()
+            self.shutdown()
+            return 1
+        config_dir = render_all(self.settings, keys)
         self.nginx = spawn(nginx_command(self.settings, config_dir), env, self.run_dir)
         self.relay.follow("nginx", self.nginx.stdout)
         self.relay.log("INFO", "service starting", event="starting", port=self.settings["PORT"],

@@ -194,7 +194,9 @@ def test_generated_request_ids_are_unique(service):
 def test_info_describes_model_and_handler(service):
     response = requests.get(service.url("/info"), timeout=10)
     assert response.status_code == 200
-    (model,) = response.json()
+    body = response.json()
+    (model,) = body["default"]
+    assert [v["modelVersion"] for v in body["versions"]] == ["1.0"]  # every loaded version
     assert model["modelName"] == "resnet50" and model["modelVersion"] == "1.0"
     assert model["workers"] and model["workers"][0]["status"] == "READY"
     assert model["batchSize"] == int(service.env.get("BATCH_SIZE", 4))

@@ -46,4 +46,4 @@ def test_readme_curl_example(service, command):
     elif "/health" in command:
         assert body["status"] == "healthy"
     else:
-        assert body[0]["customizedMetadata"]["architecture"] == "resnet50"
+        assert body["default"][0]["customizedMetadata"]["architecture"] == "resnet50"

@@ -53,8 +53,29 @@ def test_rendered_configs_are_consistent(tmp_path):
     for line in properties.splitlines():
         if line.endswith("_address=") or "_address=" in line:
             assert "127.0.0.1" in line
-    assert "enable_model_api=false" in properties
+    # The model API is on only behind TorchServe's tokens, and only for archives in the store.
+    assert "enable_model_api=true" in properties and "disable_token_authorization=false" in properties
+    assert f"allowed_urls=file://{settings['MODEL_STORE']}/.*" in properties
     assert "${" not in nginx and "${" not in properties
+    assert nginx.count('Authorization "Bearer not-issued-yet"') == 4  # /predict, /health, /info twice
+
+
+def test_keys_and_deployed_archive_are_rendered(tmp_path):
+    from scripts.ts_tokens import ApiKeys
+
+    store = tmp_path / "store"
+    store.mkdir()
+    settings = load_settings({"RUN_DIR": str(tmp_path / "run"), "MODEL_STORE": str(store)}, tmp_path / "none.env")
+    nginx = (render_all(settings, ApiKeys("inf-key", "mgmt-key")) / "nginx.conf").read_text()
+    assert nginx.count('"Bearer inf-key"') == 2 and nginx.count('"Bearer mgmt-key"') == 2
+    assert "load_models=resnet50=resnet50.mar" in (tmp_path / "run/config/config.properties").read_text()
+    # A recorded deployment is what the next start loads, while its archive is there.
+    (store / "resnet50.deployed.json").write_text('{"default": {"version": "2.0", "archive": "resnet50-2.0.mar"}}')
+    assert template_values(settings)["SERVED_ARCHIVE"] == "resnet50.mar"
+    (store / "resnet50-2.0.mar").write_bytes(b"")
+    properties = (render_all(settings) / "config.properties").read_text()
+    assert "load_models=resnet50=resnet50-2.0.mar" in properties
+    assert '{"resnet50": {"2.0": {"defaultVersion": true, "marName": "resnet50-2.0.mar"' in properties
 
 
 def test_every_setting_is_documented():
