@@ -5,9 +5,15 @@
 # otherwise the build falls back to random weights, loudly (/info says pretrained: false).
 # To archive your own weights: put the file in the build context and pass
 #   --build-arg MODEL_WEIGHTS=/app/weights/your.pth
-FROM python:3.11-slim
+# Proven without a Docker engine by scripts/container_smoke.sh (podman; see README "Docker").
 
-# CPU-only PyTorch wheels keep the image ~1.5 GB smaller than PyPI's CUDA build.
+# bookworm, not the floating python:3.11-slim: that tag moved to Debian trixie (Aug 2025),
+# which has no openjdk-17 (TorchServe's tested Java); bookworm is also what the
+# development machine and scripts/serve.sh run on.
+FROM python:3.11-slim-bookworm
+
+# PyTorch's CPU-only wheels: the Python layer is ~1.1 GB with them (a torch 2.13 CPU venv),
+# 5.9 GB with PyPI's CUDA build + nvidia-* wheels (scripts/container_smoke.sh, README "Docker").
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG MODEL_WEIGHTS=""
 
@@ -46,6 +52,7 @@ RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" python scripts/build_mar.py --force \
 USER 10001
 EXPOSE 5000
 STOPSIGNAL SIGTERM
+# podman/buildah keep HEALTHCHECK only with --format docker (the OCI format has none).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
   CMD python -c "import os,sys,urllib.request as u; sys.exit(0 if u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT','5000'), timeout=4).status == 200 else 1)"
 
