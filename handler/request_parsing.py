@@ -131,6 +131,36 @@ def parse_request(
     return ParsedRequest(images=(image,), top_k=top_k, source="raw")
 
 
+def parse_kserve_instances(instances: Any, default_top_k: int, max_k: int,
+                           max_images: int = DEFAULT_MAX_IMAGES) -> ParsedRequest:
+    """The ``instances`` of a KServe v1 request, as TorchServe's ``kserve`` envelope hands them
+    to the handler: each one image, as ``{"data": b64}``, ``{"b64": b64}``, ``{"image": b64}``,
+    ``{"data": {"b64": b64}}`` or a bare base64 string. An instance's ``top_k`` applies to the
+    whole request (the first one given wins), else the default."""
+    if instances is None:
+        raise MissingImage('No image: a KServe v1 request needs {"instances": [{"data": "<base64>"}, ...]}.')
+    if not isinstance(instances, list):
+        raise InvalidJson('"instances" must be a list.')
+    _check_count(len(instances), max_images, '"instances" list')
+    images: list[bytes | ServiceError] = []
+    top_k = None
+    for position, instance in enumerate(instances):
+        name = f"instance {position}"
+        if isinstance(instance, dict):
+            if top_k is None and instance.get("top_k") is not None:
+                top_k = parse_top_k(instance["top_k"], max_k)
+            value = next((instance[k] for k in ("data", "b64", "image") if k in instance), None)
+            if isinstance(value, dict):
+                value = value.get("b64")
+        else:
+            value = instance
+        try:
+            images.append(_decode_base64_image(value, name))
+        except ServiceError as error:
+            images.append(error)
+    return ParsedRequest(images=tuple(images), top_k=top_k or default_top_k, source="kserve", multi=True)
+
+
 def _numbered_file_fields(data: Mapping[str, Any]) -> list[tuple[int, str]]:
     """The ``file_<n>`` fields of a multipart request, in numeric order."""
     numbered = []

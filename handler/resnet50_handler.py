@@ -26,6 +26,7 @@ from handler.pipeline import ClassificationPipeline
 from handler.request_parsing import (
     is_health_probe,
     normalise_headers,
+    parse_kserve_instances,
     parse_request,
     request_id_from,
 )
@@ -118,14 +119,40 @@ class ResNet50Handler:
             )
 
     # ------------------------------------------------------------------- entry
-    def handle(self, data: list[dict], context: Any) -> list[str]:
+    def handle(self, data: list[dict], context: Any) -> list[str] | list[dict]:
         """TorchServe's entry: one response string per request of the batch."""
         self.context = context
+        if self.settings.request_envelope == "kserve":
+            return self.handle_kserve_instances(data)
         states = self.preprocess(data)
         self.inference(states)
         responses = self.postprocess(states)
         self._record_metrics(states)
         return responses
+
+    def handle_kserve_instances(self, instances: Any) -> list[dict]:
+        """Under KServe (v1), TorchServe's ``kserve`` envelope passes the ``instances`` of one
+        request and wraps what this returns as ``{"predictions": [...]}``: one result per
+        instance, in order, inferred as one batch, errors inline (as the multi-image forms)."""
+        started = time.perf_counter()
+        headers = normalise_headers(self._headers(0))
+        state = RequestState(index=0, request_id=request_id_from(headers, self._ts_request_id(0)), started=started)
+        try:
+            state.parsed = parse_kserve_instances(instances, self.settings.default_top_k,
+                                                  self.pipeline.meta.num_classes, self.settings.max_images_per_request)
+        except ServiceError as error:
+            state.error = error
+            return [json.loads(self._respond_error(state))]
+        state.items = [self._prepare_item(state, position, image)
+                       for position, image in enumerate(state.parsed.images)]
+        state.timing_ms["preprocess"] = _ms_since(started)
+        self.inference([state])
+        if state.error is not None:  # the forward pass failed
+            return [json.loads(self._respond_error(state))]
+        body = self._multi_prediction_body(state, time.perf_counter())
+        self._log_success(state, body)
+        self._record_metrics([state])
+        return body["results"]
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, data: list[dict]) -> list[RequestState]:

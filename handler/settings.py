@@ -39,6 +39,7 @@ class HandlerSettings:
     result_cache_size: int = 0  # entries per worker; 0 = off
     fast_jpeg_decode: bool = False
     max_images_per_request: int = 16
+    request_envelope: str = ""  # "kserve": TorchServe's KServe v1 envelope hands over "instances"
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
@@ -59,4 +60,6 @@ class HandlerSettings:
             result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
             fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
             max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", cls.max_images_per_request),
+            # KServe's TorchServe runtime sets it (protocolVersion v1); workers inherit it.
+            request_envelope=os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower(),
         )

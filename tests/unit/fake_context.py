@@ -27,3 +27,6 @@ class FakeContext:
 
     def set_response_header(self, idx: int, key: str, value: str) -> None:
         self.response_headers.setdefault(idx, {})[key] = value
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.get_all_request_header(idx).get(key)

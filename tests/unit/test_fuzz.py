@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from handler.decoding import DecodeLimits, decode_image
 from handler.errors import ServiceError
-from handler.request_parsing import parse_request
+from handler.request_parsing import parse_kserve_instances, parse_request
 from tests.images import animated_gif, encode, jpeg_bytes, noise_image, png_bytes
 
 SEEDS = {
@@ -110,5 +110,18 @@ def test_parse_request_only_raises_typed_errors(data, headers):
         # Each image is non-empty bytes or that image's own typed error (multi-image forms only).
         assert all((isinstance(i, bytes) and i) or (parsed.multi and isinstance(i, ServiceError))
                    for i in parsed.images)
+    except ServiceError:
+        pass
+
+
+@FUZZ
+@given(st.one_of(st.none(), request_value, st.lists(st.one_of(
+    request_value, st.dictionaries(st.sampled_from(["data", "b64", "image", "top_k", "x"]), request_value,
+                                   max_size=3)), max_size=6)))
+def test_kserve_instances_only_raise_typed_errors(instances):
+    try:
+        parsed = parse_kserve_instances(instances, default_top_k=5, max_k=1000, max_images=4)
+        assert parsed.multi and 1 <= len(parsed.images) <= 4 and 1 <= parsed.top_k <= 1000
+        assert all((isinstance(i, bytes) and i) or isinstance(i, ServiceError) for i in parsed.images)
     except ServiceError:
         pass

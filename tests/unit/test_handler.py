@@ -190,3 +190,37 @@ def test_all_images_bad_is_still_one_answer_per_image(handler, model_dir):
     assert context.status == {}
     assert [r["error"]["code"] for r in reply["results"]] == ["missing_image", "invalid_image"]
     assert reply["summary"] == {"images": 2, "succeeded": 0, "failed": 2}
+
+
+# ------------------------------------------------------------- KServe v1 (TorchServe's envelope)
+def test_kserve_v1_instances_through_torchserves_own_envelope(handler, model_dir, monkeypatch):
+    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
+
+    good = jpeg_bytes(120, 90, seed=5)
+    _, (alone,) = run(handler, model_dir, [{"body": good}], [{"X-Top-K": "3"}])
+    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
+    instances = [{"data": base64.b64encode(good).decode(), "top_k": 3}, {"b64": "not base64 !"},
+                 {"data": {"b64": base64.b64encode(png_bytes()).decode()}}, base64.b64encode(b"text").decode()]
+    # As KServe's model server sends it: TorchServe decodes the JSON body into the request dict.
+    context = FakeContext(model_dir, [{"Content-Type": "application/json"}])
+    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"instances": instances}}], context)
+    json.dumps(reply)  # TorchServe serialises it as it is
+    results = reply["predictions"]
+    assert [r["status"] for r in results] == [200, 400, 200, 415]
+    assert len(results[0]["predictions"]) == 3 and results[2]["image"]["format"] == "PNG"
+    assert results[1]["error"]["code"] == "invalid_image" and results[3]["error"]["code"] == "unsupported_media_type"
+    assert [p["class_id"] for p in results[0]["predictions"]] == [p["class_id"] for p in alone["predictions"]]
+    # Bytes from a KServe transformer are JSON too.
+    raw = json.dumps({"instances": instances[:1]}).encode()
+    (reply,) = KServeEnvelope(handler.handle).handle([{"data": raw}], FakeContext(model_dir))
+    assert reply["predictions"][0]["status"] == 200
+
+
+def test_kserve_v1_request_without_instances_is_400(handler, model_dir, monkeypatch):
+    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
+
+    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
+    context = FakeContext(model_dir)
+    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"inputs": []}}], context)
+    assert context.status == {0: (400, "missing_image")}
+    assert reply["predictions"][0]["error"]["code"] == "missing_image"
