@@ -52,10 +52,6 @@ class ParsedRequest:
             raise first
         return first
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(len(image) for image in self.images if isinstance(image, bytes))
-
 
 def normalise_headers(raw: Mapping[str, Any] | None) -> dict[str, str]:
     """Lower-case header names; drop TorchServe's per-field entries (dict values)."""

@@ -142,17 +142,19 @@ class ResNet50Handler:
                                                   self.pipeline.meta.num_classes, self.settings.max_images_per_request)
         except ServiceError as error:
             state.error = error
-            return [json.loads(self._respond_error(state))]
-        state.items = [self._prepare_item(state, position, image)
-                       for position, image in enumerate(state.parsed.images)]
-        state.timing_ms["preprocess"] = _ms_since(started)
-        self.inference([state])
-        if state.error is not None:  # the forward pass failed
-            return [json.loads(self._respond_error(state))]
-        body = self._multi_prediction_body(state, time.perf_counter())
-        self._log_success(state, body)
+        if state.error is None:
+            state.items = [self._prepare_item(state, position, image)
+                           for position, image in enumerate(state.parsed.images)]
+            state.timing_ms["preprocess"] = _ms_since(started)
+            self.inference([state])  # sets state.error if the forward pass fails
+        if state.error is not None:
+            response = [json.loads(self._respond_error(state))]
+        else:
+            body = self._multi_prediction_body(state, time.perf_counter())
+            self._log_success(state, body)
+            response = body["results"]
         self._record_metrics([state])
-        return body["results"]
+        return response
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, data: list[dict]) -> list[RequestState]:

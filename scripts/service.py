@@ -235,11 +235,11 @@ class Supervisor:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         started = time.monotonic()
+        key_file(self.run_dir).unlink(missing_ok=True)  # a stale file from the last start must not be read
         self.torchserve = spawn(torchserve_command(self.settings, config_dir), env, self.run_dir)
         (self.run_dir / TORCHSERVE_PGID).write_text(str(self.torchserve.pid))
         self.relay.follow("torchserve", self.torchserve.stdout)
         # nginx needs TorchServe's API keys, issued anew by each TorchServe start.
-        key_file(self.run_dir).unlink(missing_ok=True)
         try:
             keys = wait_for_keys(self.run_dir, lambda: self.torchserve.poll() is None, KEYS_TIMEOUT_S)
         except RuntimeError as error:

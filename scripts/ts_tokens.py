@@ -2,7 +2,7 @@
 nginx's config) and by scripts/deploy_model.py (for the management API).
 
 TorchServe makes new keys at every start and writes them to ``key_file.json`` in its working
-directory (RUN_DIR). Nothing else should hold them: the file is made private (0600) here.
+directory (RUN_DIR). Nothing else should hold them: the supervisor makes it private (0600).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ def read_keys(run_dir: Path) -> ApiKeys | None:
         keys = ApiKeys(inference=document["inference"]["key"], management=document["management"]["key"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    path.chmod(0o600)
     return keys
 
 
@@ -48,6 +47,7 @@ def wait_for_keys(run_dir: Path, alive: Callable[[], bool], timeout: float) -> A
     while time.monotonic() < deadline and alive():
         keys = read_keys(run_dir)
         if keys is not None:
+            key_file(run_dir).chmod(0o600)  # TorchServe writes it with the default umask
             return keys
         time.sleep(0.1)
     raise RuntimeError(f"TorchServe wrote no {KEY_FILE} in {run_dir} within {timeout:.0f} s")

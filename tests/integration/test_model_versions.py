@@ -96,12 +96,12 @@ def info(running) -> dict:
     body = requests.get(running.url("/info"), timeout=10).json()
     return {"default": body["default"][0]["modelVersion"],
             "versions": sorted(v["modelVersion"] for v in body["versions"]),
-            "handler_version_ok": body["default"][0]["customizedMetadata"]["architecture"] == "resnet50"}
+            "handler_metadata": body["default"][0]["customizedMetadata"]["architecture"] == "resnet50"}
 
 
 def test_switch_to_a_new_version_under_load_then_roll_back(versioned):
     running, v2 = versioned
-    assert info(running) == {"default": "1.0", "versions": ["1.0"], "handler_version_ok": True}
+    assert info(running) == {"default": "1.0", "versions": ["1.0"], "handler_metadata": True}
 
     with Load(running.base_url) as load:
         result = deploy(running, str(v2))
@@ -110,7 +110,7 @@ def test_switch_to_a_new_version_under_load_then_roll_back(versioned):
     print(f"\nswitch 1.0 -> 2.0 under load: {summary['requests']} requests, {len(summary['failed'])} failed")
     assert summary["failed"] == [] and summary["requests"] >= 10
     assert_switched_once(load, "1.0", "2.0")
-    assert info(running) == {"default": "2.0", "versions": ["2.0"], "handler_version_ok": True}
+    assert info(running) == {"default": "2.0", "versions": ["2.0"], "handler_metadata": True}
     record = json.loads((running.model_store / "resnet50.deployed.json").read_text())
     assert record["default"]["version"] == "2.0" and record["history"][-1]["version"] == "1.0"
     steps = [json.loads(line)["event"] for line in result.stderr.splitlines()]
@@ -123,7 +123,7 @@ def test_switch_to_a_new_version_under_load_then_roll_back(versioned):
     print(f"rollback 2.0 -> 1.0 under load: {summary['requests']} requests, {len(summary['failed'])} failed")
     assert summary["failed"] == []
     assert_switched_once(load, "2.0", "1.0")
-    assert info(running) == {"default": "1.0", "versions": ["1.0"], "handler_version_ok": True}
+    assert info(running) == {"default": "1.0", "versions": ["1.0"], "handler_metadata": True}
 
 
 def test_refused_switches_leave_the_service_as_it_was(versioned, tmp_path):
@@ -145,7 +145,7 @@ def test_refused_switches_leave_the_service_as_it_was(versioned, tmp_path):
 
 
 def test_management_api_needs_the_token(versioned):
-    running, v2 = versioned
+    running, _ = versioned
     management = f"http://127.0.0.1:{running.env['TS_MANAGEMENT_PORT']}"
     for method, path in (("POST", "/models?url=resnet50.mar"), ("DELETE", "/models/resnet50"),
                          ("PUT", "/models/resnet50/1.0/set-default"), ("GET", "/models")):
