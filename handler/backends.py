@@ -1,15 +1,25 @@
 """Runtime backends: small objects with one job each (load once, then turn a batch into logits).
 
-The handler picks one from configuration (``BACKEND``) once, at start. New runtimes
-(ONNX Runtime, TorchScript, reduced precision) are new classes here, not new branches
-in the handler.
+The handler picks one from configuration (``BACKEND``, ``PRECISION``) once, at start;
+``auto`` resolves to the fastest faithful one for the device (``resolve_backend_name``). New
+runtimes are new classes here, not new branches in the handler. Every backend is built at
+worker start from the archived eager weights, so they all compute with exactly those.
+
+- ``eager``: plain PyTorch, the reference (CPU or CUDA; fp32, bf16/fp16 autocast).
+- ``torchscript``: traced, frozen, oneDNN-optimised (CPU or CUDA); ``PRECISION=int8`` is
+  post-training static quantisation (CPU only, calibrated at start, see ``calibration``).
+- ``openvino``: the model converted in memory to OpenVINO and compiled for the CPU, fp32
+  forced (OpenVINO would otherwise pick bf16 on CPUs that have it). Optional dependency,
+  imported only when chosen, so the pipeline still imports where it is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torchvision
@@ -52,6 +62,8 @@ class EagerBackend:
     name = "eager"
 
     def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> None:
+        if precision == "int8":
+            raise ValueError("PRECISION=int8 needs BACKEND=torchscript")
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"unsupported precision {precision!r}")
         if precision == "fp16" and device.type != "cuda":
@@ -90,13 +102,21 @@ class EagerBackend:
 
 class TorchScriptBackend(EagerBackend):
     """The eager model traced and frozen by TorchScript (conv+BN folded, weights as constants),
-    channels_last, and on CPU ``optimize_for_inference`` (oneDNN convolutions). Built at worker
-    start from the archived weights, so it computes with exactly them. Measured on the 2-core
-    build machine, mixed batch sizes 1-4: eager 14.6 img/s, frozen 17.2, + optimize 19.0."""
+    channels_last, and on CPU ``optimize_for_inference`` (oneDNN convolutions). Measured on the
+    2-core build machine, mixed batch sizes 1-4: eager 14.6 img/s, frozen 17.2, + optimize 19.0.
+
+    ``precision="int8"`` quantises first (FX post-training static quantisation for x86,
+    activation ranges observed on ``calibration()``'s batches); never the default: it changes
+    the logits by far more than 1e-3, and how much depends on how representative the
+    calibration images are."""
 
     name = "torchscript"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32",
+                 calibration: Callable[[], list[torch.Tensor]] | None = None) -> None:
+        if precision == "int8":
+            self._init_int8(model, device, calibration)
+            return
         super().__init__(model, device, precision)
         example = torch.randn(1, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
@@ -109,24 +129,144 @@ class TorchScriptBackend(EagerBackend):
             if device.type == "cpu" and self._autocast_dtype is None:
                 self._model = torch.jit.optimize_for_inference(self._model)
 
+    def _init_int8(self, model: torch.nn.Module, device: torch.device,
+                   calibration: Callable[[], list[torch.Tensor]] | None) -> None:
+        if device.type != "cpu":
+            raise ValueError("PRECISION=int8 runs on the CPU only")
+        if calibration is None:
+            raise ValueError("PRECISION=int8 needs calibration images")
+        from handler.quantization import quantize_int8  # only int8 pays for importing torch.ao
+
+        self.device = device
+        self.precision = "int8"
+        self.channels_last = False  # the quantised kernels measured fastest in NCHW here
+        self._autocast_dtype = None
+        quantized = quantize_int8(model.eval(), calibration())
+        example = torch.randn(1, 3, 224, 224)
+        with torch.no_grad():
+            self._model = torch.jit.freeze(torch.jit.trace(quantized, example, check_trace=False))
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return super().__call__(batch)
+        with torch.inference_mode():
+            return self._model(batch.contiguous()).float()
+
     def warm_up(self, batch_sizes: list[int]) -> None:
         """TorchScript specialises on the first calls of each shape: pay that before serving."""
         for batch_size in sorted(set(batch_sizes)):
             for _ in range(2):
                 self(torch.zeros(batch_size, 3, 224, 224))
 
+    def describe(self) -> dict:
+        description = super().describe()
+        if self.precision == "int8":
+            description["quantization"] = "fx post-training static, x86 (fbgemm + oneDNN)"
+        return description
 
-BACKENDS = {"eager": EagerBackend, "torchscript": TorchScriptBackend}
+
+class OpenVINOBackend:
+    """The eager model converted in memory with ``openvino.convert_model`` and compiled for the
+    CPU, one stream, as many inference threads as the worker's budget. Measured on the 2-core
+    build machine (AVX2), model only: 21 img/s at batch 1 and 4, against TorchScript's 15 / 19;
+    max |logit diff| vs eager ~1e-4."""
+
+    name = "openvino"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> None:
+        if device.type != "cpu":
+            raise ValueError("BACKEND=openvino runs on the CPU; use torchscript or eager with DEVICE=cuda")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"BACKEND=openvino supports PRECISION fp32 or bf16, not {precision!r}")
+        try:
+            openvino = _import_openvino_without_telemetry()
+        except ImportError as exc:  # pragma: no cover - it is in requirements/runtime.txt
+            raise ValueError("BACKEND=openvino needs the openvino package (requirements/runtime.txt)") from exc
+        self.device = device
+        self.precision = precision
+        self.channels_last = False
+        self._version = openvino.get_version()
+        self.threads = torch.get_num_threads()
+        converted = openvino.convert_model(
+            model.eval(), example_input=torch.zeros(1, 3, 224, 224), input=[(-1, 3, 224, 224)])
+        self._compiled = openvino.Core().compile_model(converted, "CPU", {
+            # fp32 must be asked for: OpenVINO defaults to bf16 on CPUs with bf16 units.
+            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        })
+        self.effective_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self._request = self._compiled.create_infer_request()
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        array = batch.detach().cpu().contiguous().numpy()
+        outputs = self._request.infer({0: array})
+        # The result aliases OpenVINO's output buffer, which the next call overwrites.
+        return torch.from_numpy(outputs[0].copy()).float()
+
+    def warm_up(self, batch_sizes: list[int]) -> None:
+        """The first call of each dynamic shape builds its kernels: pay that before serving."""
+        for batch_size in sorted(set(batch_sizes)):
+            for _ in range(2):
+                self(torch.zeros(batch_size, 3, 224, 224))
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "effective_precision": self.effective_precision,
+            "device": str(self.device),
+            "threads": self.threads,
+            "openvino": self._version,
+            "torch": torch.__version__,
+        }
+
+
+def _import_openvino_without_telemetry():
+    """``import openvino`` itself reports usage to Google Analytics (and writes a client id
+    under ~/intel) unless the machine's user opted out: openvino_telemetry runs with no opt-in
+    dialog. A model server must not phone home. With the telemetry client unimportable,
+    OpenVINO falls back to its own no-op stub (it handles that ImportError itself)."""
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # None: importing it raises ImportError
+    import openvino
+
+    return openvino
+
+
+BACKENDS = {"eager": EagerBackend, "torchscript": TorchScriptBackend, "openvino": OpenVINOBackend}
+
+
+def resolve_backend_name(name: str, device: torch.device, precision: str) -> str:
+    """``auto`` (the default) is the fastest faithful runtime for the device: OpenVINO on the
+    CPU (docs/benchmarks.md), TorchScript on CUDA and for int8 (where OpenVINO has no path
+    here), TorchScript too where openvino is not installed."""
+    if name != "auto":
+        return name
+    if device.type != "cpu" or precision not in ("fp32", "bf16"):
+        return "torchscript"
+    if importlib.util.find_spec("openvino") is None:
+        log.warning("BACKEND=auto: openvino is not installed; using torchscript")
+        return "torchscript"
+    return "openvino"
 
 
 def create_backend(
     name: str, weights_path: str | Path, architecture: str, num_classes: int,
     device: torch.device, precision: str = "fp32",
+    calibration: Callable[[], list[torch.Tensor]] | None = None,
 ) -> Backend:
-    """Build the configured backend once; unknown names fail loudly at start."""
+    """Build the configured backend once; unknown names fail loudly at start.
+    ``calibration`` (batches of model inputs) is called only for ``PRECISION=int8``."""
+    name = resolve_backend_name(name, device, precision)
     try:
         backend_class = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown BACKEND {name!r}; choose one of {sorted(BACKENDS)}") from None
     model = load_eager_model(weights_path, architecture, num_classes)
+    if precision == "int8":
+        if backend_class is not TorchScriptBackend:
+            raise ValueError("PRECISION=int8 needs BACKEND=torchscript")
+        return TorchScriptBackend(model, device, precision, calibration=calibration)
     return backend_class(model, device, precision)

@@ -24,7 +24,7 @@ def _float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class HandlerSettings:
     device: str = "cpu"
-    backend: str = "torchscript"
+    backend: str = "auto"
     precision: str = "fp32"
     workers: int = 1
     threads_per_worker: int = 0  # 0 = cores // workers
@@ -39,13 +39,14 @@ class HandlerSettings:
     result_cache_size: int = 0  # entries per worker; 0 = off
     fast_jpeg_decode: bool = False
     max_images_per_request: int = 16
+    int8_calibration_dir: str = ""  # PRECISION=int8: representative images; "" = synthetic set
     request_envelope: str = ""  # "kserve": TorchServe's KServe v1 envelope hands over "instances"
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
         return cls(
             device=os.environ.get("DEVICE", "cpu"),
-            backend=os.environ.get("BACKEND", "torchscript"),
+            backend=os.environ.get("BACKEND", "auto"),
             precision=os.environ.get("PRECISION", "fp32"),
             workers=_int("WORKERS", 1),
             threads_per_worker=_int("THREADS_PER_WORKER", 0),
@@ -60,6 +61,7 @@ class HandlerSettings:
             result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
             fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
             max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", cls.max_images_per_request),
+            int8_calibration_dir=os.environ.get("INT8_CALIBRATION_DIR", "").strip(),
             # KServe's TorchServe runtime sets it (protocolVersion v1); workers inherit it.
             request_envelope=os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower(),
         )

@@ -224,3 +224,32 @@ def test_kserve_v1_request_without_instances_is_400(handler, model_dir, monkeypa
     (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"inputs": []}}], context)
     assert context.status == {0: (400, "missing_image")}
     assert reply["predictions"][0]["error"]["code"] == "missing_image"
+
+
+def test_parallel_decode_matches_one_thread(handler, model_dir, monkeypatch):
+    """Several images are decoded on the worker's threads; outcomes and order are the same as
+    decoding them one after another, and a bad image still fails only its own request."""
+    images = [jpeg_bytes(90 + 7 * i, 70, seed=10 + i) for i in range(5)]
+    requests = [{"body": b} for b in images[:2]] + [{"body": b"GIF89a broken"}] + [{"body": b} for b in images[2:]]
+    headers = [{"X-Top-K": "5"}] * len(requests)
+    monkeypatch.setattr(handler, "threads", 2)
+    decoded_on = set()
+    prepare = handler.pipeline.prepare
+
+    def recording_prepare(data):
+        import threading
+        decoded_on.add(threading.current_thread().name)
+        return prepare(data)
+
+    monkeypatch.setattr(handler.pipeline, "prepare", recording_prepare)
+    _, parallel = run(handler, model_dir, requests, headers)
+    assert all(name.startswith("decode") for name in decoded_on)
+    monkeypatch.setattr(handler, "threads", 1)
+    decoded_on.clear()
+    _, serial = run(handler, model_dir, requests, headers)
+    assert decoded_on == {"MainThread"}
+    assert parallel[2]["error"]["code"] == serial[2]["error"]["code"] == "invalid_image"
+    for a, b in zip(parallel, serial):
+        if "predictions" in a:
+            assert a["predictions"] == b["predictions"]
+            assert a["image"] == b["image"]
