@@ -34,7 +34,12 @@ from handler.request_parsing import (
 )
 from handler.request_state import ImageItem, RequestState
 from handler.result_cache import CachedResult, ResultCache, content_key
-from handler.runtime_env import configure_torch_threads, select_device, threads_per_worker
+from handler.runtime_env import (
+    configure_torch_threads,
+    release_freed_memory,
+    select_device,
+    threads_per_worker,
+)
 from handler.selftest import SelfTestFailed
 from handler.settings import HandlerSettings
 
@@ -93,6 +98,7 @@ class ResNet50Handler:
             self.metrics = HandlerMetrics(context, self.model_name)
             self._prove_model()
             backend.warm_up([1, int(properties.get("batch_size") or 1)])
+            release_freed_memory()
         except Exception:
             self.log.critical("model failed to load; this worker will not serve", exc_info=True,
                               extra={"event": "model_load_failed", "model_dir": str(model_dir)})

@@ -7,6 +7,8 @@ the CPU badly (measured here: 2 workers with default threads served 4x less than
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 from pathlib import Path
 
@@ -71,3 +73,14 @@ def select_device(requested: str, gpu_id: int | None) -> torch.device:
             return torch.device(requested)
         return torch.device(f"cuda:{gpu_id or 0}")
     raise ValueError(f"DEVICE must be cpu or cuda, not {requested!r}")
+
+
+def release_freed_memory() -> int:
+    """Hand the heap that model loading freed (the eager copy of the weights, conversion
+    buffers) back to the OS, so the worker's RSS shows what it keeps: ~100 MB measured with
+    BACKEND=openvino. glibc only; elsewhere a no-op. Returns 1 when memory was released."""
+    gc.collect()
+    try:
+        return int(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return 0
