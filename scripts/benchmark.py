@@ -266,7 +266,13 @@ class StockInstance:
 
     def start(self, image: bytes, timeout: float = 300) -> float:
         self.build()
-        env = dict(os.environ, TMPDIR=str(self.dir), TEMP=str(self.dir))
+        # TorchServe's stock base_handler imports openvino.torch when openvino is installed (it is:
+        # our BACKEND=openvino), and that import reports usage to Google Analytics and writes a
+        # client id under ~/intel unless the user opted out. Opt this instance out, in its own HOME.
+        home = self.dir / "home"
+        (home / "intel").mkdir(parents=True, exist_ok=True)
+        (home / "intel" / "openvino_telemetry").write_text("0\n")
+        env = dict(os.environ, TMPDIR=str(self.dir), TEMP=str(self.dir), HOME=str(home))
         torchserve = Path(sys.executable).with_name("torchserve")
         log = (self.dir / "torchserve.log").open("ab")
         started = time.monotonic()
