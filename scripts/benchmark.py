@@ -5,6 +5,11 @@ model in-process, plus cold start and memory.
     scripts/benchmark.py --start                  start a private instance (free loopback ports),
                                                   measure cold start, sweep, stop it
     scripts/benchmark.py --url http://127.0.0.1:5000   sweep a running service instead
+    ... --stock                                   TorchServe's stock handler on the same weights
+    ... --variant BACKEND=torchscript             another private instance with other settings
+
+With --stock or --variant every service stays up for the whole sweep and they take turns at
+each level (--rounds, alternating order), so a drift in the machine's speed hits them all.
 
 Loopback only; every level is bounded by a request count and a time limit. Writes
 ``<out>/benchmark.json``, ``<out>/benchmark.md`` and (with matplotlib) ``<out>/benchmark.png``.
@@ -361,6 +366,22 @@ def markdown(report: dict) -> str:
             rounds = ", ".join(f"{r:.2f}" for r in spread if r is not None) or "-"
             lines.append(f"| {stock['concurrency']} | {stock['req_per_s']} | {stock['p99_ms']} | "
                          f"{ours['req_per_s']} | **{ratio:.2f}x** | {rounds} |")
+    if report.get("variants"):
+        names = [v["label"] for v in report["variants"]]
+        stock = {lv["concurrency"]: lv["req_per_s"] for lv in report.get("stock_levels", [])}
+        lines += ["", "Other settings, each a private instance of its own, up for the whole sweep and taking "
+                  "turns with the others at every level (req/s, p99 ms, and ÷ stock where it ran):", "",
+                  "| concurrency | this service (default) | " + " | ".join(f"`{n}`" for n in names) + " |",
+                  "|---:|" + "---:|" * (len(names) + 1)]
+
+        def cell(level: dict) -> str:
+            base = stock.get(level["concurrency"])
+            ratio = f", **{level['req_per_s'] / base:.2f}×**" if base else ""
+            return f"{level['req_per_s']} (p99 {level['p99_ms']:.0f}{ratio})"
+
+        for i, ours in enumerate(report["levels"]):
+            lines.append(f"| {ours['concurrency']} | {cell(ours)} | "
+                         + " | ".join(cell(v["levels"][i]) for v in report["variants"]) + " |")
     if report.get("in_process"):
         ip = report["in_process"]
         lines += ["", f"In-process, same backend ({ip['backend']['name']}, {ip['backend']['precision']}, "
@@ -386,10 +407,13 @@ def plot(report: dict, path: Path) -> bool:
     x = [level["concurrency"] for level in levels]
     fig, left = plt.subplots(figsize=(7, 4))
     left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="this service req/s")
+    for variant in report.get("variants", []):
+        left.plot(x, [level["req_per_s"] for level in variant["levels"]], "o-.", label=f"{variant['label']} req/s")
     if report.get("stock_levels"):
         left.plot(x, [level["req_per_s"] for level in report["stock_levels"]], "o:", color="tab:gray",
                   label="stock handler req/s")
-        left.legend(loc="center left")
+    if report.get("stock_levels") or report.get("variants"):
+        left.legend(loc="center left", fontsize="small")
     left.set_xscale("log", base=2)
     left.set_xlabel("concurrent clients")
     left.set_ylabel("req/s", color="tab:blue")
@@ -414,9 +438,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also load TorchServe's stock image_classifier on the same weights, same sweep")
     parser.add_argument("--rounds", type=int, default=2,
                         help="split each level into this many turns per service (with --stock they alternate)")
+    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                        help="also start a private instance with these settings (e.g. BACKEND=torchscript) and "
+                             "give it turns at every level beside the others; repeatable")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     parser.add_argument("--label", default="default settings")
     args = parser.parse_args(argv)
+    try:
+        variants = {spec: dict(pair.split("=", 1) for pair in spec.split(",")) for spec in args.variant}
+    except ValueError:
+        parser.error("--variant takes KEY=VALUE pairs separated by commas")
+    if variants and args.url:
+        parser.error("--variant starts private instances: use it with --start, not --url")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
 
     settings = load_settings()
@@ -430,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     archive = Path(settings["MODEL_STORE"]) / f"{settings['MODEL_NAME']}.mar"
     stock = StockInstance(archive) if args.stock else None
     levels, stock_levels, ratios = [], [], []
+    variant_instances: dict[str, PrivateInstance] = {}
+    variant_levels: dict[str, list[dict]] = {spec: [] for spec in variants}
     try:
         if not args.url:
             instance = PrivateInstance({})
@@ -442,7 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             # next to nothing), so a drift in this machine's speed hits both sides of a ratio.
             print("starting stock TorchServe (image_classifier handler, defaults)...", flush=True)
             stock.start(image)
-        targets = {"ours": url + "/predict"} | ({"stock": stock.url} if stock else {})
+        for spec, extra_env in variants.items():
+            print(f"starting a private instance with {spec}...", flush=True)
+            variant_instances[spec] = PrivateInstance(extra_env)
+            variant_instances[spec].start()
+        targets = ({"ours": url + "/predict"} | {spec: i.url + "/predict" for spec, i in variant_instances.items()}
+                   | ({"stock": stock.url} if stock else {}))
         for target in targets.values():
             for _ in range(5):  # warm-up
                 requests.post(target, data=image, timeout=60)
@@ -463,12 +503,19 @@ def main(argv: list[str] | None = None) -> int:
                 ratios.append([round(o["req_per_s"] / theirs["req_per_s"], 2) if theirs["req_per_s"] else None
                                for o, theirs in zip(rounds["ours"], rounds["stock"])])
                 line += f"  | stock {stock_level['req_per_s']:6.2f} req/s  p99 {stock_level['p99_ms']:7.1f} ms"
+            for spec in variants:
+                variant_levels[spec].append(pool_rounds(rounds[spec]))
+                line += f"  | {spec} {variant_levels[spec][-1]['req_per_s']:6.2f} req/s"
             print(line, flush=True)
+        variant_runtime = {spec: requests.get(i.url + "/info", timeout=10).json()["default"][0]["customizedMetadata"]
+                           ["runtime"] for spec, i in variant_instances.items()}
         memory = service_memory(url)
         described = requests.get(url + "/info", timeout=10).json()["default"][0]
     finally:
         if stock:
             stock.stop()
+        for variant in variant_instances.values():
+            variant.stop()
         if instance:
             instance.stop()
     runtime = described["customizedMetadata"]["runtime"]
@@ -482,11 +529,15 @@ def main(argv: list[str] | None = None) -> int:
     if stock:
         report["stock_levels"] = stock_levels
         report["rounds_ratio"] = ratios
+    if variants:
+        report["variants"] = [{"label": spec, "env": variants[spec], "runtime": variant_runtime[spec],
+                               "levels": variant_levels[spec]} for spec in variants]
     if not args.skip_in_process:
         print("in-process baseline...", flush=True)
         report["in_process"] = model_only(archive, runtime["name"], runtime["precision"],
                                           sorted({1, int(described["batchSize"])}), image)
-    for level in report["levels"] + report.get("stock_levels", []):
+    for level in report["levels"] + report.get("stock_levels", []) + [
+            lv for variant in report.get("variants", []) for lv in variant["levels"]]:
         level.pop("_latencies", None)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "benchmark.json").write_text(json.dumps(report, indent=2))

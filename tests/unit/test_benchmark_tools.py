@@ -52,3 +52,16 @@ def test_gpu_pipeline_script_dry_run_on_cpu(tmp_path):
     assert deviation["images"] == 6 and 0 < deviation["max_abs_prob_diff"] < 0.02
     assert "ts" not in report["machine"]  # it never needed TorchServe
     assert "| 2 |" in out.with_suffix(".md").read_text()
+
+
+def test_markdown_compares_variants_with_stock():
+    ours = pool_rounds([level(8, 16, 1.0, [0.5] * 16)])
+    variant = pool_rounds([level(8, 24, 1.0, [0.3] * 24)])
+    stock = pool_rounds([level(8, 8, 1.0, [1.0] * 8)])
+    report = {"label": "t", "machine": {"cpu": "x", "cores": 2, "memory_gb": 1, "torch": "t"}, "settings": {},
+              "levels": [ours], "stock_levels": [stock], "rounds": 1, "rounds_ratio": [[2.0]],
+              "variants": [{"label": "PRECISION=int8", "env": {"PRECISION": "int8"}, "runtime": {},
+                            "levels": [variant]}]}
+    text = markdown(report)
+    assert "| concurrency | this service (default) | `PRECISION=int8` |" in text
+    assert "| 8 | 16.0 (p99 500, **2.00×**) | 24.0 (p99 300, **3.00×**) |" in text
