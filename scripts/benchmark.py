@@ -406,9 +406,11 @@ def plot(report: dict, path: Path) -> bool:
     levels = report["levels"]
     x = [level["concurrency"] for level in levels]
     fig, left = plt.subplots(figsize=(7, 4))
-    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="this service req/s")
-    for variant in report.get("variants", []):
-        left.plot(x, [level["req_per_s"] for level in variant["levels"]], "o-.", label=f"{variant['label']} req/s")
+    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="this service (default) req/s")
+    for variant, colour in zip(report.get("variants", []), ["tab:green", "tab:orange", "tab:purple", "tab:brown",
+                                                            "tab:olive", "tab:cyan"]):
+        left.plot(x, [level["req_per_s"] for level in variant["levels"]], "o-.", color=colour,
+                  label=f"{variant['label']} req/s")
     if report.get("stock_levels"):
         left.plot(x, [level["req_per_s"] for level in report["stock_levels"]], "o:", color="tab:gray",
                   label="stock handler req/s")
