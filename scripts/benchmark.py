@@ -77,7 +77,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def pool_rounds(rounds: list[dict]) -> dict:
     """One level's rounds as one: req/s over all their time, percentiles over all latencies,
-    and the spread of the per-round req/s (this machine's speed drifts by ±20 %)."""
+    and the spread of the per-round req/s (the development machine's speed drifts by up to 30 %)."""
     latencies = [value for level in rounds for value in level["_latencies"]]
     ok, seconds = sum(level["ok"] for level in rounds), sum(level["seconds"] for level in rounds)
     errors: Counter = Counter()
