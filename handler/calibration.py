@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from handler.decoding import DecodeLimits, decode_image
+from handler.errors import ServiceError
 from handler.transforms import PreprocessSpec, to_model_input
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -48,7 +49,12 @@ def directory_images(directory: str | Path, limit: int = 256) -> list[Image.Imag
     if not folder.is_dir():
         raise ValueError(f"INT8_CALIBRATION_DIR {str(folder)!r} is not a directory")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
-    images = [decode_image(p.read_bytes(), DecodeLimits(max_bytes=1 << 30)).image for p in paths]
+    images = []
+    for path in paths:
+        try:
+            images.append(decode_image(path.read_bytes(), DecodeLimits(max_bytes=1 << 30)).image)
+        except ServiceError as error:  # name the file: the worker will not start without it
+            raise ValueError(f"INT8_CALIBRATION_DIR: {path.name}: {error.message}") from error
     if not images:
         raise ValueError(f"INT8_CALIBRATION_DIR {str(folder)!r} holds no images")
     return images

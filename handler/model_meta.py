@@ -6,6 +6,7 @@ here by the handler, so nothing about the model is hard-coded in two places.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,19 @@ def load_model_meta(model_dir: str | Path) -> ModelMeta:
     """Read ``model_meta.json`` from an extracted archive (or any directory)."""
     path = Path(model_dir) / META_FILENAME
     return parse_model_meta(json.loads(path.read_text(encoding="utf-8")))
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_match_record(model_dir: Path, meta: ModelMeta) -> bool:
+    """The weights file is byte for byte the one the archive recorded. Checked before any
+    backend is built, so it holds at every precision (int8's self-test tolerance is too wide
+    to notice, say, a final layer scaled by 10 %)."""
+    return sha256_of(Path(model_dir) / meta.weights.file) == meta.weights.sha256

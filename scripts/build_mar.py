@@ -11,7 +11,6 @@ Usage: scripts/build_mar.py [--force] [--weights FILE|random] [--output-dir DIR]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -28,7 +27,7 @@ from torchvision.models import ResNet50_Weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from handler.backends import build_architecture  # noqa: E402
-from handler.model_meta import META_FILENAME  # noqa: E402
+from handler.model_meta import META_FILENAME, sha256_of  # noqa: E402
 from handler.selftest import selftest_input  # noqa: E402
 from handler.transforms import PreprocessSpec  # noqa: E402
 from scripts.archive_info import archive_is_stale, handler_fingerprint  # noqa: E402
@@ -80,14 +79,6 @@ def selftest_logits(state: dict) -> list[float]:
     model.load_state_dict(state)
     with torch.inference_mode():
         return model.eval()(selftest_input(SELFTEST_SEED, SELFTEST_SHAPE)).flatten().tolist()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def model_meta(weights_file: Path, source: str, pretrained: bool, logits: list[float]) -> dict:

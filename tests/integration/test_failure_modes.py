@@ -155,8 +155,8 @@ def test_tampered_weights_never_become_ready(service, tmp_path_factory):
     try:
         critical = running.service.wait_for_logs(
             lambda line: line.get("level") == "CRITICAL" and line.get("event") == "model_load_failed", timeout=120)
-        assert critical, "no CRITICAL log for the failed self-test"
-        assert "self-test failed" in critical[0].get("exception", "")
+        assert critical, "no CRITICAL log for the refused weights"
+        assert "sha256 differs" in critical[0].get("exception", "")
         status, body = health(running.service.base_url)
         assert status == 503 and body["status"] == "unhealthy"
         response = requests.post(running.service.url("/predict"), data=IMAGE, timeout=60)

@@ -88,6 +88,9 @@ def test_calibration_from_a_folder(tmp_path):
         calibration_batches(spec, empty)
     with pytest.raises(ValueError, match="is not a directory"):
         calibration_batches(spec, tmp_path / "missing")
+    (tmp_path / "truncated.jpg").write_bytes(jpeg_bytes(300, 200)[:200])
+    with pytest.raises(ValueError, match="truncated.jpg"):
+        calibration_batches(spec, tmp_path)
     synthetic = calibration_batches(spec)
     assert sum(len(b) for b in synthetic) == 32
     assert torch.equal(synthetic[0], calibration_batches(spec)[0])  # deterministic

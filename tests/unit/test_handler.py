@@ -118,6 +118,45 @@ def test_tampered_weights_log_critical(tampered_model_dir, capsys):
     assert any(line["level"] == "CRITICAL" and line["event"] == "model_load_failed" for line in lines)
 
 
+def copy_with_weights(source, target, change, rerecord_hash):
+    import shutil
+
+    from handler.model_meta import sha256_of
+
+    for item in source.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy)(item, target / item.name)
+    state = torch.load(target / "weights.pt", weights_only=True)
+    change(state)
+    torch.save(state, target / "weights.pt")
+    if rerecord_hash:
+        meta = json.loads((target / "model_meta.json").read_text())
+        meta["weights"]["sha256"] = sha256_of(target / "weights.pt")
+        (target / "model_meta.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_changed_weights_never_serve_at_any_precision(model_dir, tmp_path, monkeypatch):
+    """A final layer scaled by 10 % moves the self-test logits by 0.10 relative error: inside
+    int8's self-test tolerance (0.15), so the weights file's recorded sha256 must catch it."""
+    changed = copy_with_weights(model_dir, tmp_path, lambda s: s.__setitem__("fc.weight", s["fc.weight"] * 1.1),
+                                rerecord_hash=False)
+    monkeypatch.setenv("PRECISION", "int8")
+    handler = ResNet50Handler()
+    with pytest.raises(SelfTestFailed, match="sha256"):
+        handler.initialize(FakeContext(changed))
+    assert not handler.initialized
+
+
+def test_selftest_still_catches_wrong_logits_when_the_hash_matches(model_dir, tmp_path):
+    """Weights whose hash was recorded but which do not give the recorded logits (a broken
+    backend would look the same) are refused by the self-test itself."""
+    changed = copy_with_weights(
+        model_dir, tmp_path,
+        lambda s: s.__setitem__("layer4.2.conv3.weight", s["layer4.2.conv3.weight"] * 1.5), rerecord_hash=True)
+    with pytest.raises(SelfTestFailed, match="relative error"):
+        ResNet50Handler().initialize(FakeContext(changed))
+
+
 def test_result_cache_is_off_by_default(handler, model_dir):
     _, (first,) = run(handler, model_dir, [{"body": jpeg_bytes(50, 40)}], [{}])
     _, (second,) = run(handler, model_dir, [{"body": jpeg_bytes(50, 40)}], [{}])
@@ -243,7 +282,7 @@ def test_parallel_decode_matches_one_thread(handler, model_dir, monkeypatch):
 
     monkeypatch.setattr(handler.pipeline, "prepare", recording_prepare)
     _, parallel = run(handler, model_dir, requests, headers)
-    assert all(name.startswith("decode") for name in decoded_on)
+    assert decoded_on and all(name.startswith("decode") for name in decoded_on)
     monkeypatch.setattr(handler, "threads", 1)
     decoded_on.clear()
     _, serial = run(handler, model_dir, requests, headers)
