@@ -17,7 +17,8 @@ ensure_system_packages() {
   local profile="$1" missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-  "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+  # venv/ensurepip are needed only to create the environment, not to use an existing one.
+  if ! venv_usable && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
   # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
   if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -35,6 +36,12 @@ ensure_system_packages() {
   fi
 }
 
+# An environment whose interpreter and pip both run. A first `python -m venv` stopped by Ctrl-C
+# leaves bin/python without pip; such a half-made environment is made again, not patched.
+venv_usable() {
+  [ -x "$VENV_DIR/bin/python" ] && "$VENV_DIR/bin/python" -m pip --version >/dev/null 2>&1
+}
+
 ensure_venv() {
   local profile="$1" files=(requirements/torch.txt requirements/runtime.txt) stamps
   case "$profile" in
@@ -49,16 +56,46 @@ ensure_venv() {
     return 0
   fi
   say "installing Python packages into $VENV_DIR (first run: a few minutes)"
-  [ -x "$VENV_DIR/bin/python" ] || "$PYTHON" -m venv "$VENV_DIR"
+  if ! venv_usable; then
+    if [ -e "$VENV_DIR" ] && [ ! -f "$VENV_DIR/pyvenv.cfg" ] && [ -n "$(ls -A "$VENV_DIR" 2>/dev/null)" ]; then
+      say "VENV_DIR=$VENV_DIR exists and is not a virtual environment: refusing to replace it"
+      exit 1
+    fi
+    rm -rf "$VENV_DIR"
+    "$PYTHON" -m venv "$VENV_DIR"
+  fi
+  # The stamp is written last: an install interrupted anywhere before it (Ctrl-C, a lost
+  # connection) is simply run again next time, and pip keeps what was already complete.
+  # Other profiles' lines (test, bench) stay valid: the profiles' pins are compatible.
+  local kept=""
+  [ -f "$VENV_DIR/.requirements-stamp" ] && kept="$(cat "$VENV_DIR/.requirements-stamp")"
+  rm -f "$VENV_DIR/.requirements-stamp"
   "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check \
-      $(printf -- '-r %s ' "${files[@]}"))
-  echo "$stamps" >"$VENV_DIR/.requirements-stamp"
+  local args=()
+  for file in "${files[@]}"; do args+=(-r "$file"); done
+  (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}")
+  printf '%s\n%s\n' "$kept" "$stamps" | grep -v '^$' | sort -u >"$VENV_DIR/.requirements-stamp.tmp"
+  mv "$VENV_DIR/.requirements-stamp.tmp" "$VENV_DIR/.requirements-stamp"
+}
+
+# Two first runs at once (two instances from one checkout) must not install into one
+# environment together: the second waits for the first, then finds it ready.
+with_venv_lock() {
+  mkdir -p "$(dirname "$VENV_DIR")"
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"$VENV_DIR.lock"
+    flock 9
+    "$@"
+    flock -u 9
+    exec 9>&-
+  else
+    "$@"
+  fi
 }
 
 bootstrap() {
   ensure_system_packages "${1:-runtime}"
-  ensure_venv "${1:-runtime}"
+  with_venv_lock ensure_venv "${1:-runtime}"
   export PATH="$VENV_DIR/bin:$PATH:/usr/sbin"
   export VIRTUAL_ENV="$VENV_DIR"
 }

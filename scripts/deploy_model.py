@@ -31,6 +31,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.render_config import template_values  # noqa: E402
+from scripts.ports import read_ports  # noqa: E402
 from scripts.settings import SettingsError, load_settings  # noqa: E402
 from scripts.ts_tokens import ApiKeys, read_keys  # noqa: E402
 
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = read_keys(Path(settings["RUN_DIR"]))
         if keys is None:
             raise DeployError(f"no TorchServe key file in RUN_DIR={settings['RUN_DIR']}: is the service running?")
+        # The internal ports the running instance chose at its start (TS_*_PORT=auto).
+        settings.update(read_ports(Path(settings["RUN_DIR"])) or {})
         api = ManagementApi(settings, keys)
         if args.status:
             result = {"default": api.default_version(),

@@ -50,4 +50,6 @@ def wait_for_keys(run_dir: Path, alive: Callable[[], bool], timeout: float) -> A
             key_file(run_dir).chmod(0o600)  # TorchServe writes it with the default umask
             return keys
         time.sleep(0.1)
+    if not alive():
+        raise RuntimeError("TorchServe exited before it issued its API keys: its own lines above say why")
     raise RuntimeError(f"TorchServe wrote no {KEY_FILE} in {run_dir} within {timeout:.0f} s")

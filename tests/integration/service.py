@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,22 @@ def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | No
     })
     env.update(extra_env or {})
     return env
+
+
+def copy_checkout(target: Path) -> Path:
+    """The working tree as a fresh clone would hold it (tracked and new, unignored files), plus
+    the archive the suite already built, so the copy does not rebuild it (it would if absent)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):
+        source = REPO_ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is left out
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    for archive in (REPO_ROOT / "model_store").glob("*.mar"):
+        shutil.copy2(archive, target / "model_store" / archive.name)
+    return target
 
 
 def raw_http(base_url: str, request: bytes) -> tuple[int, bytes, bytes]:
