@@ -1,6 +1,6 @@
 """One TorchServe request (its input dict and headers) -> the image bytes and options.
 
-Three request forms reach the handler (see SPEC): multipart with a ``file`` field and an
+Three request forms reach the handler (config/openapi.json, README "API"): multipart with a ``file`` field and an
 optional ``top_k`` field; a raw image body; a JSON object ``{"image": b64, "top_k": n}``.
 ``top_k`` may also come as the query parameter, which the proxy carries in the
 ``X-Top-K`` header because TorchServe drops query strings. A body field wins over the query.
@@ -71,7 +71,7 @@ def is_health_probe(headers: Mapping[str, str]) -> bool:
 def parse_top_k(value: Any, max_k: int) -> int:
     """An integer in 1..max_k, given as an int or a string of digits; anything else is invalid."""
     if isinstance(value, bool):
-        raise InvalidTopK()
+        raise InvalidTopK(f"top_k must be an integer between 1 and {max_k}.")
     if isinstance(value, (bytes, bytearray)):
         value = value.decode("utf-8", errors="replace")
     if isinstance(value, str):
@@ -97,12 +97,14 @@ def parse_request(
     numbered = _numbered_file_fields(data)
     if content_type == "multipart/form-data" or "file" in data or numbered:
         top_k = _resolve_top_k(data.get("top_k"), query_top_k, default_top_k, max_k)
+        # TorchServe's own examples name the field "data" (curl -F data=@img): an alias of "file".
+        first = "file" if "file" in data or content_type != "multipart/form-data" or "data" not in data else "data"
         if not numbered:
-            image = _as_bytes(data.get("file"))
+            image = _as_bytes(data.get(first))
             if not image:
-                raise MissingImage("No image: send it in the multipart field 'file'.")
+                raise MissingImage("No image: send it in the multipart field 'file' (or 'data').")
             return ParsedRequest(images=(image,), top_k=top_k, source="multipart")
-        fields = (["file"] if "file" in data else []) + [name for _, name in numbered]
+        fields = ([first] if first in data else []) + [name for _, name in numbered]
         _check_count(len(fields), max_images, "multipart fields file, file_1, file_2, ...")
         images = tuple(_as_bytes(data.get(name)) or MissingImage(f"No image in the multipart field {name!r}.")
                        for name in fields)

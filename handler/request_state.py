@@ -6,6 +6,7 @@ Kept out of the entry module: TorchServe's loader insists on exactly one class t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -44,6 +45,8 @@ class RequestState:
     items: list[ImageItem] = field(default_factory=list)
     error: ServiceError | None = None  # the whole request failed (one status for it)
     timing_ms: dict[str, float] = field(default_factory=dict)
+    wire: str = "v1"  # "v1" (this service's JSON) | "v2" (Open Inference Protocol, handler/wire_v2.py)
+    wire_request: Any = None  # the v2 request's id and requested output
 
     @property
     def multi(self) -> bool:

@@ -10,7 +10,10 @@ Usage: scripts/render_config.py  (prints the rendered directory)
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
 import re
 import shutil
 import sys
@@ -37,6 +40,13 @@ def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> di
     values["TS_RESPONSE_TIMEOUT"] = str(max(2 * timeout, timeout + 30))
     values["CONFIG_DIR"] = str(CONFIG_DIR)
     values["WEB_DIR"] = str(REPO_ROOT / "web")
+    # scripts/readiness.py's port, picked free by the supervisor at each start; rendered without it
+    # (scripts/render_config.py alone), a closed port stands in and /health says 503.
+    values.setdefault("READINESS_PORT", "9")
+    values["NGINX_USER"] = nginx_user_directive()
+    # TorchServe matches registration URLs against this Java regex: the store's path is quoted
+    # (\Q...\E, backslashes doubled for the properties format), so '.' or '+' in it are literal.
+    values["ALLOWED_URLS"] = "file://" + "\\\\Q" + settings["MODEL_STORE"] + "/" + "\\\\E" + ".*"
     values["TS_MAX_REQUEST_SIZE"] = str(int(settings["MAX_FILE_SIZE"]) + 65536)
     # nginx does not count requests whose limit key is empty: that is how "off" is spelt.
     rate = int(settings["RATE_LIMIT_RPS"])
@@ -49,6 +59,23 @@ def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> di
     values["API_KEY_DEFAULT"] = "0" if keys else "1"
     values["API_KEY_ENTRIES"] = "".join(f'        "{key}" 1;\n' for key in keys)
     return values
+
+
+def nginx_user_directive() -> str:
+    """Run nginx's workers as the user who starts the service.
+
+    Started as root, nginx drops its workers to ``nobody``, which cannot read a checkout inside a
+    directory only root may enter (``/root``, every ``mktemp -d``): the page, the contract and
+    /info's include then fail. Dropping privileges there buys nothing either: the TorchServe
+    worker that decodes the untrusted images runs as the invoking user anyway. As any other user
+    nginx cannot switch users, so the directive is left out (nginx would warn that it is ignored).
+    The container runs everything as uid 10001.
+    """
+    if os.geteuid() != 0:
+        return ""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return f"user {user} {group};"
 
 
 def served_archive(settings: dict[str, str]) -> tuple[str, str]:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.archive_info import archive_is_stale  # noqa: E402
+from scripts.ports import PortInUse, port_is_free, resolve_ports, write_ports  # noqa: E402
+from scripts.readiness import ReadinessServer  # noqa: E402
 from scripts.render_config import render_all  # noqa: E402
 from scripts.settings import REPO_ROOT, SettingsError, handler_environment, load_settings  # noqa: E402
 from scripts.ts_tokens import key_file, wait_for_keys  # noqa: E402
@@ -116,10 +118,40 @@ class LogRelay:
 
 
 # ----------------------------------------------------------------------- processes
+# TorchServe's frontend talks to each worker over a Unix socket in its temp dir
+# (".ts.sock.<port>"); Linux caps such a path at 107 bytes.
+UNIX_SOCKET_PATH_MAX = 107
+SOCKET_NAME_ROOM = len("/.ts.sock.65535")
+
+
+def instance_temp_dir(run_dir: Path) -> Path:
+    """TorchServe's temp dir (its pid file, unpacked archives, worker sockets): one per instance.
+
+    RUN_DIR/tmp, unless a deep checkout would make the worker sockets' paths too long: then a
+    private directory under the system's temp dir, named after this instance.
+    """
+    preferred = run_dir / "tmp"
+    if len(os.fsencode(str(preferred))) + SOCKET_NAME_ROOM <= UNIX_SOCKET_PATH_MAX:
+        preferred.mkdir(parents=True, exist_ok=True)
+        return preferred
+    import tempfile  # only for this rare case
+
+    pointer = run_dir / "tmp.path"  # reused across restarts of the same instance
+    try:
+        previous = Path(pointer.read_text().strip())
+        if previous.is_dir() and previous.stat().st_uid == os.geteuid():
+            return previous
+    except OSError:
+        pass
+    short = Path(tempfile.mkdtemp(prefix="resnet50-ts-"))
+    pointer.write_text(str(short))
+    return short
+
+
 def child_environment(settings: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     env.update(handler_environment(settings))
-    tmp = str(Path(settings["RUN_DIR"]) / "tmp")
+    tmp = str(instance_temp_dir(Path(settings["RUN_DIR"])))
     # TorchServe keeps its pid file and unpacked archives in the temp dir: one per instance.
     env.update({"TMPDIR": tmp, "TEMP": tmp, "TS_DECODE_INPUT_REQUEST": "false",
                 "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})
@@ -129,9 +161,11 @@ def child_environment(settings: dict[str, str]) -> dict[str, str]:
 
 
 def torchserve_command(settings: dict[str, str], config_dir: Path) -> list[str]:
-    executable = Path(sys.executable).with_name("torchserve")
+    # The launcher as a module of this interpreter, not the `torchserve` console script: the
+    # script's first line names the interpreter's path, which breaks when the environment was
+    # moved or lies where this user cannot read it.
     return [
-        str(executable) if executable.exists() else "torchserve",
+        sys.executable, "-m", "ts.model_server",
         "--start", "--foreground", "--ncs",
         "--ts-config", str(config_dir / "config.properties"),
         "--model-store", settings["MODEL_STORE"],
@@ -204,6 +238,10 @@ def health(port: str, timeout: float = 4.0) -> tuple[int, dict]:
 
 
 # ----------------------------------------------------------------------- supervisor
+class ArchiveBuildFailed(RuntimeError):
+    """scripts/build_mar.py refused or failed; it printed why."""
+
+
 class Supervisor:
     """Starts TorchServe and nginx, relays their logs, stops both on a signal or a death."""
 
@@ -221,16 +259,37 @@ class Supervisor:
         build = [sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py")]
         if not archive.exists():
             self.relay.log("INFO", f"{archive.name} not found: building it", event="build_archive")
-            subprocess.run(build, check=True)
+            command = build
         elif archive_is_stale(archive):
             # The archive carries the handler code: repack it (same weights) when handler/ changed.
             self.relay.log("WARNING", f"{archive.name} holds older handler code: repacking it",
                            event="repack_archive")
-            subprocess.run([*build, "--refresh-handler"], check=True)
+            command = [*build, "--refresh-handler"]
+        else:
+            return config_dir
+        result = subprocess.run(command)
+        if result.returncode != 0:
+            raise ArchiveBuildFailed(f"building {archive} failed (exit {result.returncode}): "
+                                     "the build's own message is just above")
         return config_dir
 
     def run(self) -> int:
-        config_dir = self.prepare()
+        # GET /health, /live and the v2 metadata routes: answered from the management API, never
+        # through TorchServe's job queue (scripts/readiness.py); its port goes into nginx's config.
+        # Started first, so the free ports chosen for TorchServe avoid the one it holds.
+        self.readiness = ReadinessServer(self.settings["MODEL_NAME"], Path(self.settings["MODEL_STORE"])).start()
+        self.settings["READINESS_PORT"] = str(self.readiness.port)
+        try:
+            self.settings = resolve_ports(self.settings)
+        except PortInUse as error:
+            self.relay.log("CRITICAL", str(error), event="port_in_use")
+            return 2
+        write_ports(self.run_dir, self.settings)
+        try:
+            config_dir = self.prepare()
+        except ArchiveBuildFailed as error:
+            self.relay.log("CRITICAL", str(error), event="archive_build_failed")
+            return 1
         env = child_environment(self.settings)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
@@ -247,6 +306,7 @@ class Supervisor:
             self.stopping.set()
             self.shutdown()
             return 1
+        self.readiness.connect(int(self.settings["TS_MANAGEMENT_PORT"]), keys.management)
         config_dir = render_all(self.settings, keys)
         self.nginx = spawn(nginx_command(self.settings, config_dir), env, self.run_dir)
         self.relay.follow("nginx", self.nginx.stdout)
@@ -338,6 +398,12 @@ def detach(settings: dict[str, str]) -> int:
     if read_pid(run_dir / SUPERVISOR_PID):
         print(f"already running; see scripts/serve.sh --status (log: {run_dir / DETACHED_LOG})")
         return 1
+    # Said here in one line, before anything starts (the supervisor checks every port again).
+    if not port_is_free(settings["BIND_ADDRESS"], int(settings["PORT"])):
+        print(f"PORT {settings['PORT']} on {settings['BIND_ADDRESS']} is already in use (another instance or "
+              f"program listens there): stop it or choose another PORT, e.g. PORT={int(settings['PORT']) + 1}",
+              file=sys.stderr)
+        return 2
     log_path = run_dir / DETACHED_LOG
     with log_path.open("ab") as log_file:
         process = subprocess.Popen([sys.executable, __file__], stdin=subprocess.DEVNULL,

@@ -26,16 +26,26 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BIND_ADDRESS", "0.0.0.0", "Address nginx listens on (127.0.0.1 to keep it local)."),
     Setting("MODEL_NAME", "resnet50", "Model name registered in TorchServe (and the .mar file name)."),
     Setting("MODEL_VERSION", "1.0", "Version written into the archive."),
-    Setting("MODEL_WEIGHTS", "", "Local weights file (state dict) to archive; empty = torchvision download, "
+    Setting("MODEL_WEIGHTS", "", "Local ResNet-50 weights file to archive (state dict, Lightning/torchvision "
+            "checkpoint or TorchScript; any class count); empty = torchvision download, "
             "offline fallback to seeded random weights; 'random' = skip the download."),
+    Setting("MODEL_LABELS", "", "Labels file for MODEL_WEIGHTS (index_to_name.json or one label per line); "
+            "empty = ImageNet names for 1000 classes, class_0..class_N-1 otherwise."),
     Setting("MODEL_STORE", "model_store", "Directory holding the built .mar archives."),
     Setting("DEVICE", "cpu", "cpu or cuda (cuda uses the GPU TorchServe assigns to each worker)."),
-    Setting("BACKEND", "auto", "Runtime backend: auto = openvino on the CPU (fastest faithful fp32 runtime measured here), "
-            "torchscript on CUDA and for int8; or name one: openvino (CPU only), torchscript (traced, frozen, "
-            "oneDNN-optimised), eager."),
-    Setting("PRECISION", "fp32", "fp32 (default); opt-in: bf16 (CPU/GPU), fp16 (GPU), int8 (CPU, BACKEND=torchscript)."),
-    Setting("INT8_CALIBRATION_DIR", "", "PRECISION=int8: folder of representative images to calibrate on at "
-            "worker start; empty = a built-in synthetic set (fits real photos less well)."),
+    Setting("BACKEND", "auto", "Runtime backend: auto = openvino on the CPU (fastest faithful fp32 runtime measured here; "
+            "for int8 when the archive holds an int8 model), torchscript on CUDA and for int8 otherwise; or name one: "
+            "openvino (CPU only), torchscript (traced, frozen, oneDNN-optimised), eager."),
+    Setting("PRECISION", "fp32", "fp32 (default); opt-in: int8 (CPU: the archive's OpenVINO int8 model, made by "
+            "build_mar.py --int8-calibration; else BACKEND=torchscript calibrating at worker start), bf16 (CPU/GPU), "
+            "fp16 (GPU)."),
+    Setting("INT8_CALIBRATION_DIR", "", "Folder of representative images (searched recursively; 100-300 real ones): "
+            "the archive build quantises the model to int8 for OpenVINO on them and stores it in the archive; "
+            "BACKEND=torchscript with PRECISION=int8 calibrates on them at worker start. Empty = no int8 model in "
+            "the archive (torchscript int8 then uses a built-in synthetic set)."),
+    Setting("MODEL_CACHE_DIR", "", "Where workers keep the model converted for the runtime (OpenVINO), keyed by the "
+            "weights' sha256 and the library versions, so a restarted worker skips the conversion; empty = "
+            "RUN_DIR/model-cache."),
     Setting("RESULT_CACHE_SIZE", "0", "LRU cache of results for byte-identical images, entries per worker "
             "(~4 KB each); 0 = off."),
     Setting("FAST_JPEG_DECODE", "0", "1 = decode large JPEGs at reduced scale (shorter side >= 2x the resize "
@@ -65,17 +75,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_IMAGE_PIXELS", "40000000", "Largest decoded image (width x height); above = 413."),
     Setting("MAX_ASPECT_RATIO", "100", "Longest/shortest side ratio accepted; above = 400 invalid_image."),
     Setting("REQUEST_TIMEOUT", "30", "Seconds nginx waits for a prediction before answering 504."),
-    Setting("DEFAULT_TOP_K", "5", "top_k when the request does not give one (1..1000)."),
+    Setting("DEFAULT_TOP_K", "5", "top_k when the request does not give one (1..1000; a model with fewer "
+            "classes answers with all of them)."),
     Setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR."),
     Setting("LOG_FORMAT", "json", "json (one object per line) or text."),
     Setting("SLOW_REQUEST_MS", "1000", "Requests slower than this are logged at WARNING."),
-    Setting("TS_INFERENCE_PORT", "8080", "TorchServe inference API port (127.0.0.1 only)."),
-    Setting("TS_MANAGEMENT_PORT", "8081", "TorchServe management API port (127.0.0.1 only)."),
-    Setting("TS_METRICS_PORT", "8082", "TorchServe metrics API port (127.0.0.1 only)."),
-    Setting("TS_GRPC_INFERENCE_PORT", "7070", "TorchServe gRPC inference port (127.0.0.1 only; it cannot be turned off)."),
-    Setting("TS_GRPC_MANAGEMENT_PORT", "7071", "TorchServe gRPC management port (127.0.0.1 only)."),
-    Setting("TS_JAVA_HEAP", "512m", "Java heap of the TorchServe frontend."),
-    Setting("RUN_DIR", ".run", "Rendered config, pid files and the detached log."),
+    Setting("TS_INFERENCE_PORT", "auto", "TorchServe inference API port (127.0.0.1 only); auto = a free port "
+            "chosen at each start (written to RUN_DIR/ports.json), so instances side by side never collide."),
+    Setting("TS_MANAGEMENT_PORT", "auto", "TorchServe management API port (127.0.0.1 only); auto = a free port."),
+    Setting("TS_METRICS_PORT", "auto", "TorchServe metrics API port (127.0.0.1 only); auto = a free port."),
+    Setting("TS_GRPC_INFERENCE_PORT", "auto", "TorchServe gRPC inference port (127.0.0.1 only; it cannot be turned "
+            "off); auto = a free port."),
+    Setting("TS_GRPC_MANAGEMENT_PORT", "auto", "TorchServe gRPC management port (127.0.0.1 only); auto = a free port."),
+    Setting("TS_JAVA_HEAP", "128m", "Java heap of the TorchServe frontend. 128m: under 60 concurrent requests it "
+            "used under 40 MB (JVM RSS 164 MB, against 203 MB with 512m)."),
+    Setting("RUN_DIR", "", "Rendered config, pid files, ports.json and the detached log; empty = .run/<PORT> in "
+            "the checkout, one per instance."),
     Setting("STARTUP_TIMEOUT", "180", "Seconds `serve.sh --detach` waits for /health to be 200."),
 )
 
@@ -110,10 +125,14 @@ def load_settings(env: dict[str, str] | None = None, dotenv: Path | None = None)
     merged = dict(DEFAULTS)
     merged.update({k: v for k, v in read_dotenv(dotenv).items() if k in DEFAULTS})
     merged.update({k: v for k, v in env.items() if k in DEFAULTS})
+    if not merged["RUN_DIR"]:  # one per instance: two PORTs from one checkout do not share pid files
+        merged["RUN_DIR"] = f".run/{merged['PORT']}"
     for key in ("MODEL_STORE", "RUN_DIR"):
-        merged[key] = str((REPO_ROOT / merged[key]).resolve())
+        merged[key] = str((REPO_ROOT / Path(merged[key]).expanduser()).resolve())
     if merged["MODEL_WEIGHTS"] and merged["MODEL_WEIGHTS"] != "random":
         merged["MODEL_WEIGHTS"] = str(Path(merged["MODEL_WEIGHTS"]).expanduser().resolve())
+    if merged["MODEL_LABELS"]:
+        merged["MODEL_LABELS"] = str(Path(merged["MODEL_LABELS"]).expanduser().resolve())
     validate(merged)
     return merged
 
@@ -132,10 +151,16 @@ def validate(s: dict[str, str]) -> None:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    ports = [integer(p, 1, 65535) for p in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT",
-                                            "TS_GRPC_INFERENCE_PORT", "TS_GRPC_MANAGEMENT_PORT")]
+    ports = [integer("PORT", 1, 65535)]
+    for name in ("TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT", "TS_GRPC_INFERENCE_PORT",
+                 "TS_GRPC_MANAGEMENT_PORT"):
+        if s[name] != "auto":  # auto: chosen free at start (scripts/ports.py)
+            ports.append(integer(name, 1, 65535))
     if len(set(ports)) != len(ports):
-        raise SettingsError(f"PORT and the TS_*_PORT settings must differ, got {ports}")
+        raise SettingsError(f"PORT and the fixed TS_*_PORT settings must differ, got {ports}")
+    for name in ("RUN_DIR", "MODEL_STORE"):
+        check_path(name, s[name])
+    check_path("the checkout's path", str(REPO_ROOT))
     integer("WORKERS", 1, 64)
     integer("THREADS_PER_WORKER", 0, 256)
     integer("BATCH_SIZE", 1, 256)
@@ -171,8 +196,9 @@ def validate(s: dict[str, str]) -> None:
         raise SettingsError(f"BACKEND must be auto, openvino, torchscript or eager, got {s['BACKEND']!r}")
     if s["PRECISION"] not in ("fp32", "bf16", "fp16", "int8"):
         raise SettingsError(f"PRECISION must be fp32, bf16, fp16 or int8, got {s['PRECISION']!r}")
-    if s["PRECISION"] == "int8" and s["BACKEND"] not in ("auto", "torchscript"):
-        raise SettingsError("PRECISION=int8 needs BACKEND=torchscript")
+    if s["PRECISION"] == "int8" and s["BACKEND"] not in ("auto", "openvino", "torchscript"):
+        raise SettingsError("PRECISION=int8 needs BACKEND=openvino (an archive built with --int8-calibration), "
+                            "torchscript or auto")
     if s["BACKEND"] == "openvino" and not s["DEVICE"].startswith("cpu"):
         raise SettingsError("BACKEND=openvino runs on the CPU; use torchscript or eager with DEVICE=cuda")
     if s["INT8_CALIBRATION_DIR"] and not Path(s["INT8_CALIBRATION_DIR"]).is_dir():
@@ -185,6 +211,15 @@ def validate(s: dict[str, str]) -> None:
         raise SettingsError(f"BIND_ADDRESS must be an IP address, got {s['BIND_ADDRESS']!r}")
     if not re.fullmatch(r"[0-9]+[kmgKMG]?", s["TS_JAVA_HEAP"]):
         raise SettingsError(f"TS_JAVA_HEAP must look like 512m, got {s['TS_JAVA_HEAP']!r}")
+
+
+def check_path(name: str, path: str) -> None:
+    """Paths end up quoted in nginx's config and in TorchServe's properties: spaces are fine,
+    but these characters would be read as syntax there (a variable, a quote, a list separator)."""
+    bad = sorted({c for c in path if c in '"\\$,\n\r\t' or ord(c) < 32})
+    if bad:
+        raise SettingsError(f"{name} {path!r} contains {' '.join(repr(c) for c in bad)}, which nginx or TorchServe "
+                            "would misread: use a directory without them")
 
 
 def api_keys(s: dict[str, str]) -> list[str]:
@@ -204,8 +239,9 @@ def handler_environment(s: dict[str, str]) -> dict[str, str]:
     keys = ("DEVICE", "BACKEND", "PRECISION", "WORKERS", "THREADS_PER_WORKER", "MAX_FILE_SIZE",
             "MAX_IMAGE_PIXELS", "MAX_ASPECT_RATIO", "DEFAULT_TOP_K", "LOG_LEVEL", "LOG_FORMAT",
             "SLOW_REQUEST_MS", "RESULT_CACHE_SIZE", "FAST_JPEG_DECODE", "MAX_IMAGES_PER_REQUEST",
-            "INT8_CALIBRATION_DIR")
+            "INT8_CALIBRATION_DIR", "MODEL_CACHE_DIR")
     env = {k: s[k] for k in keys}
+    env["MODEL_CACHE_DIR"] = str(Path(s["MODEL_CACHE_DIR"] or Path(s["RUN_DIR"]) / "model-cache").resolve())
     if env["INT8_CALIBRATION_DIR"]:  # workers run in TorchServe's temp dir: pass it absolute
         env["INT8_CALIBRATION_DIR"] = str(Path(env["INT8_CALIBRATION_DIR"]).resolve())
     return env

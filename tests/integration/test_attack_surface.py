@@ -17,7 +17,7 @@ TORCHSERVE_PATHS = [
     "/models", "/models/resnet50", "/models/resnet50/1.0", "/models/resnet50/1.0/set-default",
     "/models/resnet50/all", "/predictions/resnet50", "/predictions/resnet50/1.0", "/explanations/resnet50",
     "/ping", "/api-description", "/v1/models/resnet50", "/v1/models/resnet50:predict",
-    "/v2/models/resnet50", "/v2/models/resnet50/infer", "/v2/health/ready", "/invocations",
+    "/invocations",
     "/workflows", "/workflows/w", "/wfpredict/w", "/models?url=http://evil.example/x.mar",
     "/../models", "/predict/../models", "/%2e%2e/models", "/predict%2F..%2Fmodels", "/info/../models",
     "/health/../models", "//models", "/PREDICT", "/predict;x=1", "/info.json", "/.env", "/config/config.properties",
@@ -32,6 +32,45 @@ def test_torchserve_paths_and_methods_are_not_reachable(service, path, method):
     assert response.status_code in (404, 405), (response.status_code, response.text[:200])
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["error"]["code"] in ("not_found", "method_not_allowed")
+
+
+# The Open Inference Protocol v2 routes exist (tests/integration/test_open_inference_protocol.py); the rest
+# of Triton's and KServe's v2 surface (repository, shared memory, statistics, tracing, logging) does not.
+V2_GET_ROUTES = ["/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/resnet50", "/v2/models/resnet50/ready",
+                 "/v2/models/resnet50/versions/1.0", "/v2/models/resnet50/versions/1.0/ready"]
+V2_UNKNOWN = ["/v2/", "/v2/models", "/v2/repository/index", "/v2/repository/models/resnet50/load",
+              "/v2/models/resnet50/stats", "/v2/models/resnet50/versions", "/v2/systemsharedmemory/status",
+              "/v2/cudasharedmemory/status", "/v2/trace/setting", "/v2/logging", "/v2/models/resnet50/generate",
+              "/v2/models/resnet50/versions/1.0/infer/x", "/v2/models/resnet50/infer/"]
+
+
+def assert_v2_error(response, status, code):
+    assert response.status_code == status, (response.status_code, response.text[:200])
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body["error"], str) and body["code"] == code, body
+
+
+@pytest.mark.parametrize("path", V2_GET_ROUTES)
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+def test_v2_read_routes_refuse_other_methods(service, path, method):
+    response = requests.request(method, service.url(path), data=b"x" if method in ("POST", "PUT") else None,
+                                timeout=10, allow_redirects=False)
+    assert_v2_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"])
+def test_v2_infer_refuses_other_methods(service, method):
+    response = requests.request(method, service.url("/v2/models/resnet50/infer"), timeout=10)
+    assert_v2_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "POST"
+
+
+@pytest.mark.parametrize("path", V2_UNKNOWN)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_rest_of_the_v2_surface_is_404(service, path, method):
+    assert_v2_error(requests.request(method, service.url(path), timeout=10, allow_redirects=False), 404, "not_found")
 
 
 def test_model_registration_is_impossible_even_on_loopback(service):
@@ -83,6 +122,18 @@ def test_api_key_required_when_configured(guarded_service):
         assert requests.post(url, data=IMAGE, headers={"X-API-Key": key}, timeout=30).status_code == 200
     # Load balancers probe without a key.
     assert requests.get(guarded_service.url("/health"), timeout=10).status_code == 200
+
+
+def test_v2_needs_the_api_key_except_for_probes(guarded_service):
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/resnet50/ready", "/live", "/health"):
+        assert requests.get(guarded_service.url(path), timeout=10).status_code == 200, path
+    missing = requests.get(guarded_service.url("/v2/models/resnet50"), timeout=10)
+    assert_v2_error(missing, 401, "unauthorized")
+    assert missing.headers["WWW-Authenticate"]
+    assert_v2_error(requests.post(guarded_service.url("/v2/models/resnet50/infer"), json={}, timeout=30),
+                    401, "unauthorized")
+    headers = {"X-API-Key": "env-key-0123456789abcdef"}
+    assert requests.get(guarded_service.url("/v2/models/resnet50"), headers=headers, timeout=10).status_code == 200
 
 
 def test_metrics_hidden_from_addresses_not_allowed(guarded_service):

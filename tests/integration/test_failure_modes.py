@@ -6,6 +6,7 @@ runtime would) so it can break it without disturbing the other tests.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import signal
@@ -26,9 +27,9 @@ IMAGE = jpeg_bytes(200, 150, seed=11)
 SLOW_HANDLER = (REPO_ROOT / "tests" / "fixtures" / "slow_handler.py").read_bytes()
 
 
-def health(base: str) -> tuple[int, dict]:
+def health(base: str, path: str = "/health") -> tuple[int, dict]:
     try:
-        response = requests.get(base + "/health", timeout=5)
+        response = requests.get(base + path, timeout=5)
         return response.status_code, response.json()
     except requests.RequestException as error:
         return 0, {"error": str(error)}
@@ -73,10 +74,24 @@ def test_slow_inference_gets_504_json_and_the_worker_survives(slow_service):
     assert body["error"]["code"] == "timeout" and body["error"]["request_id"] == response.headers["X-Request-ID"]
     assert response.headers["Retry-After"]
     assert 2.5 < elapsed < 4.5
-    # The worker finishes the slow job (TorchServe's own timeout is far longer) and serves on.
-    assert wait_for(lambda: health(base)[0] == 200, timeout=15)
+    # Readiness stays 200 meanwhile (the worker is READY, only busy: it is not taken out of service);
+    # the deep check, through the queue, sees the worker free again once it finishes the slow job
+    # (TorchServe's own timeout is far longer) and it serves on.
+    assert health(base)[0] == 200
+    assert wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
     assert requests.post(base + "/predict", data=IMAGE, timeout=30).status_code == 200
     assert worker_pid(base) == pid
+
+
+def test_v2_infer_timeout_is_504_in_the_protocols_error(slow_service):
+    base = slow_service.service.base_url
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                        "data": [base64.b64encode(IMAGE).decode()]}]}
+    response = requests.post(base + "/v2/models/resnet50/infer", json=body, headers={"X-Test-Delay": "5"},
+                             timeout=30)
+    assert response.status_code == 504, response.text
+    assert response.json()["error"] and response.json()["code"] == "timeout" and response.headers["Retry-After"]
+    assert wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
 
 
 def test_killed_worker_answers_in_flight_requests_and_recovers(slow_service):
@@ -105,9 +120,15 @@ def test_killed_worker_answers_in_flight_requests_and_recovers(slow_service):
     assert recovered, "no ready worker 30 s after the kill"
     recovery_s = time.monotonic() - killed_at
     assert worker_pid(base) != pid
+    # Ready means a READY worker, not an idle one: the new worker first works off the jobs queued
+    # before the kill (their clients already had 504 here, REQUEST_TIMEOUT being 3 s against 2 s
+    # each); the deep check, through the queue, says when that backlog is gone.
+    drained = wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=30, interval=0.5)
+    assert drained, "the queue left by the dead worker did not drain"
+    drained_s = time.monotonic() - killed_at
     results = [requests.post(base + "/predict", data=IMAGE, timeout=30).status_code for _ in range(5)]
     assert results == [200] * 5
-    print(f"worker recovery: {recovery_s:.1f} s")
+    print(f"worker recovery: ready {recovery_s:.1f} s, queue drained {drained_s:.1f} s after the kill")
 
 
 def test_sigterm_drains_in_flight_requests(slow_service):

@@ -50,3 +50,12 @@ def test_metrics_move_with_traffic(service):
 def test_metrics_route_is_read_only(service):
     response = requests.post(service.url("/metrics"), timeout=10)
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_readiness_gauges_are_appended(service):
+    """scripts/readiness.py's gauges follow TorchServe's text in the same scrape (for the HPA's
+    Pods metric, deploy/kubernetes/hpa.yaml): queue depth, READY workers, readiness."""
+    samples = scrape(service)
+    assert samples["resnet50_workers_ready{ModelName=resnet50}"] >= 1
+    assert samples["resnet50_ready{ModelName=resnet50}"] == 1
+    assert samples["resnet50_queue_depth{ModelName=resnet50}"] >= 0

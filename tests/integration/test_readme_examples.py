@@ -45,5 +45,8 @@ def test_readme_curl_example(service, command):
         assert len(body["predictions"]) == 3
     elif "/health" in command:
         assert body["status"] == "healthy"
+    elif "/v2/" in command:  # the Open Inference Protocol example: classification extension, k = 3
+        assert body["id"] == "1" and body["outputs"][0]["datatype"] == "BYTES"
+        assert body["outputs"][0]["shape"] == [1, 3] and len(body["outputs"][0]["data"]) == 3
     else:
         assert body["default"][0]["customizedMetadata"]["architecture"] == "resnet50"

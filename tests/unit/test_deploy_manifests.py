@@ -10,6 +10,7 @@ copy of the manifests, so a check that can never fail is caught too.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ import yaml
 from yamllint import linter as yamllint_linter
 from yamllint.config import YamlLintConfig
 
+from scripts.readiness import ManagementPoller, Responder
 from scripts.settings import DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +39,10 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 KUBERNETES_VERSION = "1.29.0"
 APP_LABEL = {"app.kubernetes.io/name": "resnet50-serve"}
 HEALTH_PATH = "/health"
+LIVE_PATH = "/live"
+ADAPTER_RULES = K8S_DIR / "prometheus-adapter" / "rules.yaml"
+# An address of a typical pod network (where the in-cluster Prometheus scrapes from).
+POD_NETWORK_ADDRESS = "10.244.1.7"
 
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
 
@@ -140,6 +146,39 @@ def inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
+def exported_gauges() -> set[str]:
+    """The gauges scripts/readiness.py appends to GET /metrics (read from its own output)."""
+    poller = ManagementPoller("resnet50", REPO_ROOT, lambda: 0, lambda: None)
+    return {line.split()[2] for line in Responder(poller).metrics().splitlines()
+            if line.startswith("# TYPE ") and line.endswith(" gauge")}
+
+
+def adapter_problems(rules_doc: dict, hpa: dict) -> list[str]:
+    """prometheus-adapter's rule serves the HPA's Pods metric from the exported gauge, per pod."""
+    problems: list[str] = []
+    config = yaml.safe_load(rules_doc.get("data", {}).get("config.yaml", "")) or {}
+    rules = config.get("rules", [])
+    served = {}
+    for rule in rules:
+        name = rule.get("name", {}).get("as") or rule.get("seriesQuery", "").split("{")[0]
+        served[name] = rule
+    for metric in (m["pods"]["metric"]["name"] for m in hpa["spec"].get("metrics", []) if m.get("type") == "Pods"):
+        rule = served.get(metric)
+        if rule is None:
+            problems.append(f"no prometheus-adapter rule serves {metric}")
+            continue
+        series = rule.get("seriesQuery", "").split("{")[0]
+        if series not in exported_gauges():
+            problems.append(f"the rule for {metric} queries {series!r}, which GET /metrics does not export")
+        overrides = rule.get("resources", {}).get("overrides", {})
+        if overrides.get("pod", {}).get("resource") != "pod" or \
+                overrides.get("namespace", {}).get("resource") != "namespace":
+            problems.append(f"the rule for {metric} does not map the namespace and pod labels")
+        if "<<.GroupBy>>" not in rule.get("metricsQuery", ""):
+            problems.append(f"the rule for {metric} does not aggregate by <<.GroupBy>> (one value per pod)")
+    return problems
+
+
 # ------------------------------------------------------------------------- consistency rules (the heart)
 
 
@@ -178,18 +217,46 @@ def deployment_problems(objs: dict[str, dict], dockerfile: dict, defaults: dict[
     if (target["kind"], target["name"]) != ("Deployment", deployment["metadata"]["name"]):
         problems.append(f"HPA scales {target['kind']}/{target['name']}, not the Deployment")
 
-    # Probes: readiness and start-up on /health; liveness never on /health (a busy pod answers 503 there).
+    # Probes: readiness and start-up on /health (answered from the workers' states, never queued); liveness
+    # on /live (proxy + frontend answer), never on /health (a crash-looping worker is not a reason to restart).
     readiness = container.get("readinessProbe", {})
     get = readiness.get("httpGet", {})
     if get.get("path") != HEALTH_PATH or probe_port(get, container) != port:
         problems.append(f"readinessProbe must be httpGet {HEALTH_PATH} on port {port}, got {readiness}")
     if readiness.get("timeoutSeconds", 1) <= 2:
-        problems.append("readinessProbe timeoutSeconds must exceed the 2 s within which /health answers")
+        problems.append("readinessProbe timeoutSeconds must exceed the 2 s nginx allows the readiness responder")
     liveness = container.get("livenessProbe")
     if not liveness:
         problems.append("no livenessProbe")
     elif liveness.get("httpGet", {}).get("path") == HEALTH_PATH:
-        problems.append("livenessProbe is an httpGet on /health: it would restart pods that are only busy")
+        problems.append("livenessProbe is an httpGet on /health: it would restart pods whose worker reloads")
+    elif liveness.get("httpGet", {}).get("path") != LIVE_PATH or probe_port(liveness["httpGet"], container) != port:
+        problems.append(f"livenessProbe must be httpGet {LIVE_PATH} on port {port}, got {liveness}")
+
+    # Metrics: the in-cluster Prometheus may read /metrics (METRICS_ALLOW) and finds the pods (annotations).
+    allowed = [entry.strip() for entry in env.get("METRICS_ALLOW", defaults["METRICS_ALLOW"]).split(",")]
+    try:
+        networks = [ipaddress.ip_network(entry, strict=False) for entry in allowed if entry.lower() != "none"]
+    except ValueError as exc:
+        networks = []
+        problems.append(f"METRICS_ALLOW has an entry that is not an address or CIDR: {exc}")
+    if not any(ipaddress.ip_address(POD_NETWORK_ADDRESS) in n for n in networks):
+        problems.append(f"METRICS_ALLOW {allowed} does not let a pod-network Prometheus ({POD_NETWORK_ADDRESS}) scrape")
+    if any(n.prefixlen == 0 for n in networks):
+        problems.append("METRICS_ALLOW opens /metrics to every address")
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    expected = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+    if {k: annotations.get(k) for k in expected} != expected:
+        problems.append(f"pod annotations {annotations} lack the prometheus.io scrape annotations {expected}")
+
+    # Autoscaling: a Pods metric on a gauge the service exports, and CPU as the fallback.
+    metrics = objs["HorizontalPodAutoscaler"]["spec"].get("metrics", [])
+    pods_metrics = [m["pods"]["metric"]["name"] for m in metrics if m.get("type") == "Pods"]
+    if not pods_metrics or not set(pods_metrics) <= exported_gauges():
+        problems.append(f"HPA needs a Pods metric on a gauge of GET /metrics {sorted(exported_gauges())},"
+                        f" got {pods_metrics}")
+    if not any(m.get("type") == "Resource" and m["resource"]["name"] == "cpu" for m in metrics):
+        problems.append("HPA has no CPU Resource metric to fall back on")
     startup = container.get("startupProbe", {})
     budget = startup.get("failureThreshold", 3) * startup.get("periodSeconds", 10)
     get = startup.get("httpGet", {})
@@ -350,6 +417,7 @@ def kserve_validator() -> jsonschema.protocols.Validator:
 
 def test_expected_files_exist():
     expected = {"kubernetes/deployment.yaml", "kubernetes/service.yaml", "kubernetes/hpa.yaml",
+                "kubernetes/prometheus-adapter/rules.yaml",
                 "kubernetes/pdb.yaml", "kubernetes/kustomization.yaml", "kserve/inferenceservice.yaml"}
     assert expected <= {str(p.relative_to(DEPLOY)) for p in YAML_FILES}
     assert KSERVE_PROPERTIES.is_file() and YAMLLINT_CONFIG.is_file() and KSERVE_SCHEMA.is_file()
@@ -475,6 +543,25 @@ DEPLOYMENT_BREAKS: dict[str, tuple[Callable[[dict], Any], str]] = {
         lambda o: _probe(o, "readinessProbe")["httpGet"].update(path="/ping"), "readinessProbe"),
     "readiness-port": (
         lambda o: _probe(o, "readinessProbe")["httpGet"].update(port=8080), "readinessProbe"),
+    "liveness-tcp": (
+        lambda o: _container(o).update(livenessProbe={"tcpSocket": {"port": 5000}}), "livenessProbe"),
+    "metrics-allow-loopback-only": (
+        lambda o: _set_env(_container(o), "METRICS_ALLOW", "127.0.0.1,::1"), "METRICS_ALLOW"),
+    "metrics-allow-everyone": (
+        lambda o: _set_env(_container(o), "METRICS_ALLOW", "0.0.0.0/0"), "every address"),
+    "no-scrape-annotations": (
+        lambda o: o["Deployment"]["spec"]["template"]["metadata"].pop("annotations"), "prometheus.io"),
+    "hpa-cpu-only": (
+        lambda o: o["HorizontalPodAutoscaler"]["spec"].update(
+            metrics=[m for m in o["HorizontalPodAutoscaler"]["spec"]["metrics"] if m["type"] != "Pods"]),
+        "Pods metric"),
+    "hpa-unknown-gauge": (
+        lambda o: o["HorizontalPodAutoscaler"]["spec"]["metrics"][0]["pods"]["metric"].update(name="inflight"),
+        "Pods metric"),
+    "hpa-no-cpu": (
+        lambda o: o["HorizontalPodAutoscaler"]["spec"].update(
+            metrics=[m for m in o["HorizontalPodAutoscaler"]["spec"]["metrics"] if m["type"] != "Resource"]),
+        "CPU Resource"),
     "liveness-on-health": (
         lambda o: _container(o).update(livenessProbe={"httpGet": {"path": "/health", "port": 5000}}),
         "livenessProbe"),
@@ -561,3 +648,34 @@ def test_kserve_check_catches(isvc, properties, objs, case: str):
 def test_properties_parser_refuses_ambiguous_lines(line: str):
     with pytest.raises(ValueError):
         parse_properties(line)
+
+
+# ------------------------------------------------------------------------ (e) prometheus-adapter rule
+
+
+@pytest.fixture(scope="module")
+def adapter_rules() -> dict:
+    return load_one(ADAPTER_RULES)
+
+
+def test_adapter_rules_validate_strictly(adapter_rules):
+    kubernetes_validate.validate(adapter_rules, KUBERNETES_VERSION, strict=True)
+
+
+def test_adapter_rule_serves_the_hpas_metric(adapter_rules, objs):
+    assert exported_gauges() >= {"resnet50_queue_depth"}
+    assert adapter_problems(adapter_rules, objs["HorizontalPodAutoscaler"]) == []
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c["rules"][0]["name"].update({"as": "other", "matches": "^other$"}), "no prometheus-adapter rule"),
+    (lambda c: c["rules"][0].update(seriesQuery='resnet50_inflight{namespace!="",pod!=""}'), "does not export"),
+    (lambda c: c["rules"][0]["resources"]["overrides"].pop("pod"), "namespace and pod"),
+    (lambda c: c["rules"][0].update(metricsQuery="sum(<<.Series>>)"), "GroupBy"),
+])
+def test_adapter_check_catches(adapter_rules, objs, edit, expected):
+    broken = copy.deepcopy(adapter_rules)
+    config = yaml.safe_load(broken["data"]["config.yaml"])
+    edit(config)
+    broken["data"]["config.yaml"] = yaml.safe_dump(config)
+    assert any(expected in p for p in adapter_problems(broken, objs["HorizontalPodAutoscaler"]))

@@ -163,3 +163,16 @@ def test_images_elements_must_be_strings_and_null_top_k_is_the_default():
         parse({"body": json.dumps({"images": [B64, 7]}).encode()}, JSON)
     assert parse({"body": json.dumps({"images": [B64], "top_k": None}).encode()}, JSON, default=4).top_k == 4
     assert parse({"body": json.dumps({"image": B64, "top_k": None}).encode()}, JSON, default=4).top_k == 4
+
+
+def test_multipart_field_data_is_an_alias_of_file():
+    """TorchServe's documented `curl -F data=@img`; `file` wins when both are sent."""
+    single = parse({"data": IMG, "top_k": b"2"}, MULTIPART)
+    assert single.images == (IMG,) and single.top_k == 2 and not single.multi
+    assert parse({"data": b"other", "file": IMG}, MULTIPART).images == (IMG,)
+    several = parse({"data": IMG, "file_1": b"second"}, MULTIPART)
+    assert several.multi and several.images == (IMG, b"second")
+    with pytest.raises(MissingImage):
+        parse({"wrong": IMG}, MULTIPART)
+    # A raw body (TorchServe's "body"/"data" key without multipart) is still a raw image.
+    assert parse({"data": IMG}, {}).source == "raw"

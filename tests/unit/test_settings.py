@@ -24,7 +24,9 @@ def test_environment_wins_over_dotenv(tmp_path):
 
 
 @pytest.mark.parametrize("override", [
-    {"PORT": "0"}, {"PORT": "abc"}, {"PORT": "8080"}, {"LOG_FORMAT": "xml"}, {"DEVICE": "tpu"},
+    {"PORT": "0"}, {"PORT": "abc"}, {"PORT": "8080", "TS_INFERENCE_PORT": "8080"}, {"TS_METRICS_PORT": "0"},
+    {"TS_GRPC_INFERENCE_PORT": "automatic"}, {"RUN_DIR": "/tmp/a$b"}, {"MODEL_STORE": "/tmp/a\"b"},
+    {"LOG_FORMAT": "xml"}, {"DEVICE": "tpu"},
     {"DEFAULT_TOP_K": "1001"}, {"MODEL_NAME": "../evil"}, {"BIND_ADDRESS": "0.0.0.0; evil"},
     {"PRECISION": "int3"}, {"TS_JAVA_HEAP": "lots"},
 ])
@@ -55,9 +57,11 @@ def test_rendered_configs_are_consistent(tmp_path):
             assert "127.0.0.1" in line
     # The model API is on only behind TorchServe's tokens, and only for archives in the store.
     assert "enable_model_api=true" in properties and "disable_token_authorization=false" in properties
-    assert f"allowed_urls=file://{settings['MODEL_STORE']}/.*" in properties
+    # Registration URLs must lie in the store; its path is quoted as a Java regex literal.
+    assert f"allowed_urls=file://\\\\Q{settings['MODEL_STORE']}/\\\\E.*" in properties
     assert "${" not in nginx and "${" not in properties
-    assert nginx.count('Authorization "Bearer not-issued-yet"') == 4  # /predict, /health, /info twice
+    # /predict, /health?deep=1, /v2/.../infer, /info twice
+    assert nginx.count('Authorization "Bearer not-issued-yet"') == 5
 
 
 def test_keys_and_deployed_archive_are_rendered(tmp_path):
@@ -67,7 +71,7 @@ def test_keys_and_deployed_archive_are_rendered(tmp_path):
     store.mkdir()
     settings = load_settings({"RUN_DIR": str(tmp_path / "run"), "MODEL_STORE": str(store)}, tmp_path / "none.env")
     nginx = (render_all(settings, ApiKeys("inf-key", "mgmt-key")) / "nginx.conf").read_text()
-    assert nginx.count('"Bearer inf-key"') == 2 and nginx.count('"Bearer mgmt-key"') == 2
+    assert nginx.count('"Bearer inf-key"') == 3 and nginx.count('"Bearer mgmt-key"') == 2
     assert "load_models=resnet50=resnet50.mar" in (tmp_path / "run/config/config.properties").read_text()
     # A recorded deployment is what the next start loads, while its archive is there.
     (store / "resnet50.deployed.json").write_text('{"default": {"version": "2.0", "archive": "resnet50-2.0.mar"}}')
@@ -82,5 +86,8 @@ def test_every_setting_is_documented():
     example = (REPO / ".env.example").read_text()
     readme = (REPO / "README.md").read_text()
     for setting in SETTINGS:
-        assert f"{setting.name}=" in example, f"{setting.name} missing from .env.example"
-        assert f"`{setting.name}`" in readme, f"{setting.name} missing from README's configuration table"
+        assert f"\n{setting.name}={setting.default}\n" in example, \
+            f"{setting.name}={setting.default} (the default) missing from .env.example"
+        shown = f"`{setting.default}`" if setting.default else "(empty)"
+        assert f"| `{setting.name}` | {shown} |" in readme, \
+            f"{setting.name} with its default {shown} missing from README's configuration table"
