@@ -37,7 +37,7 @@ class InvalidTopK(ServiceError):
     """400: top_k is not an integer within the allowed range."""
 
     status, code = 400, "invalid_top_k"
-    default_message = "top_k must be an integer between 1 and 1000."
+    default_message = "top_k must be an integer between 1 and the model's class count."
 
 
 class InvalidJson(ServiceError):
@@ -73,5 +73,5 @@ class InternalError(ServiceError):
 
 
 def error_body(error: ServiceError, request_id: str) -> dict:
-    """The JSON error body of SPEC: {"error": {"code", "message", "request_id"}}."""
+    """The JSON error body of config/openapi.json (Error): {"error": {"code", "message", "request_id"}}."""
     return {"error": {"code": error.code, "message": error.message, "request_id": request_id}}

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from handler.golden import GoldenSet
 from handler.transforms import PreprocessSpec
 
 META_FILENAME = "model_meta.json"
@@ -24,9 +25,12 @@ class WeightsInfo:
     source: str
     sha256: str
     pretrained: bool
+    # How the user's file was read (form, stripped key prefix, its own sha256), for /info.
+    provenance: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"file": self.file, "source": self.source, "sha256": self.sha256, "pretrained": self.pretrained}
+        return {"file": self.file, "source": self.source, "sha256": self.sha256, "pretrained": self.pretrained,
+                **self.provenance}
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,20 @@ class SelfTest:
 
 
 @dataclass(frozen=True)
+class Int8Model:
+    """The OpenVINO int8 model quantised at build (scripts/openvino_int8.py), if the archive has one:
+    its file, its own sha256, and its logits on the self-test input (a tight check at start)."""
+
+    file: str
+    sha256: str
+    selftest_logits: tuple[float, ...]
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "sha256": self.sha256, **self.details}
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """Everything the handler needs to know about the model besides its tensors."""
 
@@ -47,6 +65,12 @@ class ModelMeta:
     preprocessing: PreprocessSpec
     weights: WeightsInfo
     selftest: SelfTest
+    # Archives built before custom models existed record neither: they hold ImageNet's labels
+    # and the reference transform.
+    labels_source: str = "imagenet-1k (torchvision)"
+    preprocessing_source: str = "reference"
+    golden: GoldenSet | None = None
+    int8: Int8Model | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,15 +94,26 @@ def parse_model_meta(raw: dict) -> ModelMeta:
                 source=str(weights["source"]),
                 sha256=str(weights["sha256"]),
                 pretrained=bool(weights["pretrained"]),
+                provenance={k: v for k, v in weights.items() if k not in ("file", "source", "sha256", "pretrained")},
             ),
             selftest=SelfTest(
                 seed=int(selftest["seed"]),
                 shape=tuple(int(v) for v in selftest["shape"]),
                 logits=tuple(float(v) for v in selftest["logits"]),
             ),
+            labels_source=str(raw.get("labels_source", ModelMeta.labels_source)),
+            preprocessing_source=str(raw.get("preprocessing_source", ModelMeta.preprocessing_source)),
+            golden=GoldenSet.from_dict(raw["golden"]) if raw.get("golden") else None,
+            int8=_int8(raw["int8"]) if raw.get("int8") else None,
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"model_meta.json is malformed: {exc!r}") from exc
+
+
+def _int8(raw: dict) -> Int8Model:
+    return Int8Model(file=str(raw["file"]), sha256=str(raw["sha256"]),
+                     selftest_logits=tuple(float(v) for v in raw["selftest_logits"]),
+                     details={k: v for k, v in raw.items() if k not in ("file", "sha256", "selftest_logits")})
 
 
 def load_model_meta(model_dir: str | Path) -> ModelMeta:
@@ -100,4 +135,8 @@ def weights_match_record(model_dir: Path, meta: ModelMeta) -> bool:
     """The weights file is byte for byte the one the archive recorded. Checked before any
     backend is built, so it holds at every precision (int8's self-test tolerance is too wide
     to notice, say, a final layer scaled by 10 %)."""
+    if meta.int8 is not None:  # the quantised weights are checked the same way
+        binary = (Path(model_dir) / meta.int8.file).with_suffix(".bin")
+        if not binary.is_file() or sha256_of(binary) != meta.int8.sha256:
+            return False
     return sha256_of(Path(model_dir) / meta.weights.file) == meta.weights.sha256

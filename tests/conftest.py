@@ -50,3 +50,22 @@ def tampered_model_dir(tmp_path_factory, model_dir) -> Path:
     meta = json.loads((target / "model_meta.json").read_text())
     assert meta["weights"]["pretrained"] is False
     return target
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory):
+    """scripts/demo_model.py's small ResNet-50 that really classifies (4 synthetic classes),
+    as a Lightning-style checkpoint with index_to_name.json, golden and held-out images."""
+    from scripts.demo_model import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("demo_model"))
+
+
+@pytest.fixture(scope="session")
+def demo_archive(demo_model, tmp_path_factory) -> Path:
+    """The demo model archived by build_mar with its labels, preprocessing and golden set."""
+    from scripts.demo_model import PREPROCESSING_ARGS
+
+    store = tmp_path_factory.mktemp("demo_store")
+    return build_mar.build(str(demo_model.checkpoint), "demo", "1.0", store, labels_file=str(demo_model.labels),
+                           preprocessing=list(PREPROCESSING_ARGS), golden_dir=str(demo_model.golden))

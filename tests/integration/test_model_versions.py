@@ -3,6 +3,7 @@ on an instance of its own (its own model store), so the shared instance keeps ve
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -155,3 +156,47 @@ def test_management_api_needs_the_token(versioned):
     assert requests.post(f"{inference}/predictions/resnet50", data=IMAGE, timeout=10).status_code in (400, 401)
     key_file = running.run_dir / "key_file.json"
     assert key_file.stat().st_mode & 0o077 == 0  # readable by the service's user only
+
+
+def test_switch_between_a_1000_class_and_a_4_class_model_under_load(versioned, demo_model, tmp_path):
+    """A custom model is just another version: the 4-class demo model replaces the ImageNet one
+    under load with zero failed requests, answers with its own labels, and rolls back."""
+    from scripts.demo_model import CLASSES, PREPROCESSING_ARGS
+
+    running, _ = versioned
+    before = info(running)["default"]
+    build = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py"), "--weights", str(demo_model.checkpoint),
+         "--labels", str(demo_model.labels), "--preprocessing", *PREPROCESSING_ARGS, "--name", "resnet50",
+         "--version", "4.0", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+
+    with Load(running.base_url) as load:
+        result = deploy(running, str(tmp_path / "resnet50.mar"))
+    assert result.returncode == 0, result.stderr
+    summary = load.summary()
+    print(f"\nswitch {before} (1000 classes) -> 4.0 (4 classes) under load: {summary['requests']} requests, "
+          f"{len(summary['failed'])} failed")
+    assert summary["failed"] == [] and summary["requests"] >= 10
+    assert_switched_once(load, before, "4.0")
+    body = requests.post(running.url("/predict"), data=IMAGE, timeout=60).json()
+    assert body["model"]["version"] == "4.0" and [p["label"] in CLASSES for p in body["predictions"]] == [True] * 4
+    meta = requests.get(running.url("/info"), timeout=10).json()["default"][0]["customizedMetadata"]
+    assert meta["classes"]["count"] == 4 and meta["limits"]["top_k"]["max"] == 4
+    # The Open Inference Protocol's metadata and answers follow the default version's archive.
+    v2 = requests.get(running.url("/v2/models/resnet50"), timeout=10).json()
+    assert v2["outputs"][0]["shape"] == [-1, 4] and "4.0" in v2["versions"], v2
+    tensor = {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(IMAGE).decode()]}
+    infer = requests.post(running.url("/v2/models/resnet50/infer"), json={"inputs": [tensor]}, timeout=60).json()
+    assert infer["model_version"] == "4.0" and infer["outputs"][0]["shape"] == [1, 4], infer
+
+    with Load(running.base_url) as load:
+        result = deploy(running, "--rollback")
+    assert result.returncode == 0, result.stderr
+    summary = load.summary()
+    print(f"rollback 4.0 -> {before} under load: {summary['requests']} requests, {len(summary['failed'])} failed")
+    assert summary["failed"] == []
+    assert_switched_once(load, "4.0", before)
+    body = requests.post(running.url("/predict?top_k=5"), data=IMAGE, timeout=60).json()
+    assert len(body["predictions"]) == 5 and body["model"]["version"] == before

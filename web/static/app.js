@@ -9,6 +9,21 @@ function showWeightsWarning(pretrained) {
   $("weights-warning").hidden = pretrained !== false;
 }
 
+// The served model's classes (from /info): bound the top-k input by the class count, so a
+// 4-class model is never asked for 5, and name the labels of a small custom model.
+function showModel(meta) {
+  const topK = $("top-k");
+  const max = meta && meta.limits && meta.limits.top_k ? meta.limits.top_k.max : null;
+  if (max) {
+    topK.max = String(max);
+    if (Number(topK.value) > max) topK.value = String(max);
+  }
+  const classes = meta && meta.classes;
+  if (!classes || !$("model-info")) return;
+  const names = classes.labels.length <= 20 && !classes.labels_truncated ? `: ${classes.labels.join(", ")}` : "";
+  $("model-info").textContent = `Model: ${classes.count} classes${names} (labels: ${classes.label_source})`;
+}
+
 function choose(file) {
   chosen = file || null;
   $("submit").disabled = !chosen;
@@ -92,4 +107,5 @@ window.addEventListener("DOMContentLoaded", () => {
     if (e.dataTransfer.files.length) choose(e.dataTransfer.files[0]);
   });
   fetch("/health").then((r) => r.json()).then((b) => showWeightsWarning(b.pretrained)).catch(() => {});
+  fetch("/info").then((r) => r.json()).then((b) => showModel(b.default[0].customizedMetadata)).catch(() => {});
 });
