@@ -24,6 +24,8 @@ from typing import Callable, Protocol
 import torch
 import torchvision
 
+from handler.model_cache import ConvertedModelCache
+
 log = logging.getLogger("resnet50.backends")
 
 
@@ -61,13 +63,15 @@ class EagerBackend:
 
     name = "eager"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32",
+                 input_size: int = 224) -> None:
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"unsupported precision {precision!r}")
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("fp16 is only supported on CUDA; use bf16 on CPU")
         self.device = device
         self.precision = precision
+        self.input_size = input_size  # the archive's crop size: what every request tensor is
         self.channels_last = True
         self._model = model.to(device).to(memory_format=torch.channels_last)
         self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -85,7 +89,7 @@ class EagerBackend:
     def warm_up(self, batch_sizes: list[int]) -> None:
         """Run each batch size once so the first requests do not pay for allocation."""
         for batch_size in sorted(set(batch_sizes)):
-            self(torch.zeros(batch_size, 3, 224, 224))
+            self(torch.zeros(batch_size, 3, self.input_size, self.input_size))
 
     def describe(self) -> dict:
         return {
@@ -111,12 +115,12 @@ class TorchScriptBackend(EagerBackend):
     name = "torchscript"
 
     def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32",
-                 calibration: Callable[[], list[torch.Tensor]] | None = None) -> None:
+                 calibration: Callable[[], list[torch.Tensor]] | None = None, input_size: int = 224) -> None:
         if precision == "int8":
-            self._init_int8(model, device, calibration)
+            self._init_int8(model, device, calibration, input_size)
             return
-        super().__init__(model, device, precision)
-        example = torch.randn(1, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+        super().__init__(model, device, precision, input_size)
+        example = torch.randn(1, 3, input_size, input_size, device=device).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             if self._autocast_dtype is not None:
                 with torch.autocast(device_type=device.type, dtype=self._autocast_dtype):
@@ -128,7 +132,7 @@ class TorchScriptBackend(EagerBackend):
                 self._model = torch.jit.optimize_for_inference(self._model)
 
     def _init_int8(self, model: torch.nn.Module, device: torch.device,
-                   calibration: Callable[[], list[torch.Tensor]] | None) -> None:
+                   calibration: Callable[[], list[torch.Tensor]] | None, input_size: int = 224) -> None:
         if device.type != "cpu":
             raise ValueError("PRECISION=int8 runs on the CPU only")
         if calibration is None:
@@ -137,10 +141,11 @@ class TorchScriptBackend(EagerBackend):
 
         self.device = device
         self.precision = "int8"
+        self.input_size = input_size
         self.channels_last = False  # the quantised kernels measured fastest in NCHW here
         self._autocast_dtype = None
         quantized = quantize_int8(model.eval(), calibration())
-        example = torch.randn(1, 3, 224, 224)
+        example = torch.randn(1, 3, input_size, input_size)
         with torch.no_grad():
             self._model = torch.jit.freeze(torch.jit.trace(quantized, example, check_trace=False))
 
@@ -154,7 +159,7 @@ class TorchScriptBackend(EagerBackend):
         """TorchScript specialises on the first calls of each shape: pay that before serving."""
         for batch_size in sorted(set(batch_sizes)):
             for _ in range(2):
-                self(torch.zeros(batch_size, 3, 224, 224))
+                self(torch.zeros(batch_size, 3, self.input_size, self.input_size))
 
     def describe(self) -> dict:
         description = super().describe()
@@ -171,25 +176,48 @@ class OpenVINOBackend:
 
     name = "openvino"
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, model: torch.nn.Module | Callable[[], torch.nn.Module], device: torch.device,
+                 precision: str = "fp32", input_size: int = 224,
+                 converted_cache: ConvertedModelCache | None = None, prebuilt: Path | None = None) -> None:
+        """``model`` may be a function that loads it: it is then called only when the model must
+        be converted (no cached conversion, no prebuilt int8 model), saving the load at restarts."""
         if device.type != "cpu":
             raise ValueError("BACKEND=openvino runs on the CPU; use torchscript or eager with DEVICE=cuda")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"BACKEND=openvino supports PRECISION fp32 or bf16, not {precision!r}")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise ValueError(f"BACKEND=openvino supports PRECISION fp32, bf16 or int8, not {precision!r}")
+        if precision == "int8" and prebuilt is None:
+            raise ValueError("PRECISION=int8 with BACKEND=openvino needs an archive built with "
+                             "scripts/build_mar.py --int8-calibration DIR (the quantised model is made there)")
         try:
             openvino = _import_openvino_without_telemetry()
         except ImportError as exc:  # pragma: no cover - it is in requirements/runtime.txt
             raise ValueError("BACKEND=openvino needs the openvino package (requirements/runtime.txt)") from exc
         self.device = device
         self.precision = precision
+        self.input_size = input_size
         self.channels_last = False
         self._version = openvino.get_version()
         self.threads = torch.get_num_threads()
-        converted = openvino.convert_model(
-            model.eval(), example_input=torch.zeros(1, 3, 224, 224), input=[(-1, 3, 224, 224)])
-        self._compiled = openvino.Core().compile_model(converted, "CPU", {
-            # fp32 must be asked for: OpenVINO defaults to bf16 on CPUs with bf16 units.
-            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+        core = openvino.Core()
+        self.converted_from = "conversion"
+        cached = converted_cache.find() if converted_cache else None
+        if prebuilt is not None:  # the int8 model quantised at archive build (scripts/openvino_int8.py)
+            converted = core.read_model(str(prebuilt))
+            self.converted_from = "archive"
+        elif cached is not None:
+            converted = core.read_model(str(cached))
+            self.converted_from = "cache"
+        else:
+            eager = model if isinstance(model, torch.nn.Module) else model()
+            converted = openvino.convert_model(
+                eager.eval(), example_input=torch.zeros(1, 3, input_size, input_size),
+                input=[(-1, 3, input_size, input_size)])
+            if converted_cache is not None:  # fp32 on disk: the precision is chosen at compile time
+                converted_cache.store(lambda path: openvino.save_model(converted, str(path), compress_to_fp16=False))
+        self._compiled = core.compile_model(converted, "CPU", {
+            # fp32 must be asked for: OpenVINO defaults to bf16 on CPUs with bf16 units. (int8:
+            # the quantised layers run in int8 whatever the hint; the rest stays fp32.)
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": self.threads,
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
@@ -204,10 +232,11 @@ class OpenVINOBackend:
         return torch.from_numpy(outputs[0].copy()).float()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
-        """The first call of each dynamic shape builds its kernels: pay that before serving."""
+        """The first call of each dynamic shape builds its kernels: pay that before serving.
+        Once per shape: a second call ran at steady-state speed already (measured), so it only
+        delayed every worker (re)start."""
         for batch_size in sorted(set(batch_sizes)):
-            for _ in range(2):
-                self(torch.zeros(batch_size, 3, 224, 224))
+            self(torch.zeros(batch_size, 3, self.input_size, self.input_size))
 
     def describe(self) -> dict:
         return {
@@ -216,6 +245,7 @@ class OpenVINOBackend:
             "effective_precision": self.effective_precision,
             "device": str(self.device),
             "threads": self.threads,
+            "converted_from": self.converted_from,  # "cache" or "conversion" (handler/model_cache.py)
             "openvino": self._version,
             "torch": torch.__version__,
         }
@@ -253,18 +283,38 @@ def resolve_backend_name(name: str, device: torch.device, precision: str) -> str
 def create_backend(
     name: str, weights_path: str | Path, architecture: str, num_classes: int,
     device: torch.device, precision: str = "fp32",
-    calibration: Callable[[], list[torch.Tensor]] | None = None,
+    calibration: Callable[[], list[torch.Tensor]] | None = None, input_size: int = 224,
+    converted_cache: Callable[[str, str], ConvertedModelCache | None] | None = None,
+    int8_model: Path | None = None,
 ) -> Backend:
     """Build the configured backend once; unknown names fail loudly at start.
-    ``calibration`` (batches of model inputs) is called only for ``PRECISION=int8``."""
+    ``calibration`` (batches of model inputs) is called only for ``PRECISION=int8``;
+    ``input_size`` is the archive's crop size (static shapes are compiled for it);
+    ``converted_cache(runtime, version)`` says where a converted model may be kept."""
+    if precision == "int8" and name == "auto" and int8_model is not None and device.type == "cpu":
+        name = "openvino"  # the archive carries a model quantised at build: the fastest int8 here
     name = resolve_backend_name(name, device, precision)
     try:
         backend_class = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown BACKEND {name!r}; choose one of {sorted(BACKENDS)}") from None
-    if precision == "int8" and backend_class is not TorchScriptBackend:
-        raise ValueError("PRECISION=int8 needs BACKEND=torchscript")
+    if precision == "int8" and backend_class is EagerBackend:
+        raise ValueError("PRECISION=int8 needs BACKEND=openvino (an archive built with --int8-calibration) "
+                         "or BACKEND=torchscript")
+    if backend_class is OpenVINOBackend:
+        # Loaded only if it must be converted: a restart with a cached conversion skips it.
+        def load() -> torch.nn.Module:
+            return load_eager_model(weights_path, architecture, num_classes)
+
+        if precision == "int8":
+            return OpenVINOBackend(load, device, precision, input_size=input_size, prebuilt=int8_model)
+        cache = converted_cache("openvino", _openvino_version()) if converted_cache else None
+        return OpenVINOBackend(load, device, precision, input_size=input_size, converted_cache=cache)
     model = load_eager_model(weights_path, architecture, num_classes)
     if precision == "int8":
-        return TorchScriptBackend(model, device, precision, calibration=calibration)
-    return backend_class(model, device, precision)
+        return TorchScriptBackend(model, device, precision, calibration=calibration, input_size=input_size)
+    return backend_class(model, device, precision, input_size=input_size)
+
+
+def _openvino_version() -> str:
+    return _import_openvino_without_telemetry().get_version()

@@ -8,6 +8,7 @@ fails its request alone (a raised exception would fail the whole batch with 503)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,12 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from handler.backends import create_backend
+from handler.model_cache import ConvertedModelCache, cache_key
 from handler.calibration import calibration_batches
 from handler.decoding import DecodeLimits
 from handler.errors import InternalError, ServiceError, error_body
 from handler.jsonlog import configure_logging
 from handler.metrics import HandlerMetrics
+from handler.golden import evaluate as evaluate_golden_set
 from handler.model_meta import load_model_meta, weights_match_record
 from handler.pipeline import ClassificationPipeline
 from handler.request_parsing import (
@@ -41,15 +46,18 @@ from handler.runtime_env import (
     threads_per_worker,
 )
 from handler.selftest import SelfTestFailed
+from handler import wire_v2
 from handler.settings import HandlerSettings
 
 JSON_CONTENT_TYPE = "application/json"
 NEAR_LIMIT_FRACTION = 0.8
 REDUCED_PRECISION_TOLERANCE = {"bf16": 0.05, "fp16": 0.05, "int8": 0.15}
+INT8_OWN_LOGITS_TOLERANCE = 0.02
+LABELS_SHOWN = 100
 
 
 class ResNet50Handler:
-    """ResNet-50 ImageNet classifier: three request forms in, SPEC's JSON out."""
+    """ResNet-50 ImageNet classifier: the request forms of config/openapi.json in, its JSON out."""
 
     def __init__(self) -> None:
         self.initialized = False
@@ -61,6 +69,7 @@ class ResNet50Handler:
         self.model_version = "1.0"
         self.threads = 1
         self.selftest: dict = {}
+        self.golden_set: dict | None = None
         self.cache = ResultCache(0)
         self.metrics = HandlerMetrics(None, "resnet50")
         self._pool: ThreadPoolExecutor | None = None
@@ -88,6 +97,10 @@ class ResNet50Handler:
                 self.settings.backend, model_dir / meta.weights.file, meta.architecture,
                 meta.num_classes, device, self.settings.precision,
                 calibration=lambda: calibration_batches(meta.preprocessing, self.settings.int8_calibration_dir),
+                input_size=meta.preprocessing.crop_size,
+                converted_cache=lambda runtime, version: converted_model_cache(
+                    self.settings.model_cache_dir, meta, runtime, version),
+                int8_model=model_dir / meta.int8.file if meta.int8 else None,
             )
             limits = DecodeLimits(
                 max_bytes=self.settings.max_file_size,
@@ -100,6 +113,7 @@ class ResNet50Handler:
             self.cache = ResultCache(self.settings.result_cache_size)
             self.metrics = HandlerMetrics(context, self.model_name)
             self._prove_model()
+            self._check_golden_set(model_dir)
             backend.warm_up([1, int(properties.get("batch_size") or 1)])
             release_freed_memory()
         except Exception:
@@ -114,7 +128,7 @@ class ResNet50Handler:
             )
         self.log.info("model ready", extra={
             "event": "model_ready", "pid": os.getpid(), "backend": backend.describe(),
-            "threads": self.threads, "selftest": self.selftest,
+            "threads": self.threads, "selftest": self.selftest, "golden_set": self.golden_set,
         })
         self.initialized = True
 
@@ -123,8 +137,15 @@ class ResNet50Handler:
         tolerance = self.settings.selftest_tolerance
         # Reduced precision moves the logits (measured relative L2 error on the self-test
         # input: bf16 ~1e-2, int8 ~5e-2); still far below what wrong weights do.
-        tolerance = max(tolerance, REDUCED_PRECISION_TOLERANCE.get(self.settings.precision, 0.0))
-        result = self.pipeline.run_selftest(tolerance)
+        meta = self.pipeline.meta
+        expected = None
+        if self._serves_archive_int8():
+            # The int8 model quantised at build: checked against its own build-time logits, far
+            # tighter than against fp32's (another CPU's int8 kernels may round differently).
+            expected, tolerance = meta.int8.selftest_logits, max(tolerance, INT8_OWN_LOGITS_TOLERANCE)
+        else:
+            tolerance = max(tolerance, REDUCED_PRECISION_TOLERANCE.get(self.settings.precision, 0.0))
+        result = self.pipeline.run_selftest(tolerance, expected)
         self.selftest = result.to_dict()
         fp32 = self.settings.precision == "fp32"
         if result.relative_error > tolerance or (fp32 and not result.top5_match):
@@ -132,6 +153,35 @@ class ResNet50Handler:
                 f"self-test failed: relative error {result.relative_error:.3g} > {tolerance:g} "
                 f"or top-5 mismatch ({result.top5_match=}); the weights do not match the archive"
             )
+
+    def _check_golden_set(self, model_dir: Path) -> None:
+        """The archived labelled images, classified by this worker's own backend and precision:
+        below the build-time accuracy minus its tolerance, the worker never serves."""
+        golden = self.pipeline.meta.golden
+        if golden is None:
+            return
+        int8 = self.pipeline.meta.int8
+        if self._serves_archive_int8() and int8.details.get("golden_accuracy") is not None:
+            # The int8 model is held to its own build-time accuracy (build_mar printed both).
+            golden = dataclasses.replace(golden, recorded_accuracy=float(int8.details["golden_accuracy"]))
+        result = evaluate_golden_set(golden, model_dir, lambda data: self.pipeline.prepare(data).tensor,
+                                     self.pipeline.backend)
+        self.golden_set = result.to_dict()
+        if not result.passed:
+            raise SelfTestFailed(
+                f"golden set accuracy {result.accuracy:.3f} ({result.correct}/{result.images}) is below the "
+                f"build-time {result.recorded_accuracy:.3f} minus the tolerance {result.tolerance:g}; "
+                "this worker will not serve")
+
+    def _serves_archive_int8(self) -> bool:
+        """The backend runs the int8 model quantised at archive build (not an fp32 conversion)."""
+        return (self.pipeline.meta.int8 is not None
+                and self.pipeline.backend.describe().get("converted_from") == "archive")
+
+    @property
+    def default_top_k(self) -> int:
+        """DEFAULT_TOP_K, but never more than the model has classes (a 4-class model answers 4)."""
+        return min(self.settings.default_top_k, self.pipeline.meta.num_classes)
 
     # ------------------------------------------------------------------- entry
     def handle(self, data: list[dict], context: Any) -> list[str] | list[dict]:
@@ -153,7 +203,7 @@ class ResNet50Handler:
         headers = normalise_headers(self._headers(0))
         state = RequestState(index=0, request_id=request_id_from(headers, self._ts_request_id(0)), started=started)
         try:
-            state.parsed = parse_kserve_instances(instances, self.settings.default_top_k,
+            state.parsed = parse_kserve_instances(instances, self.default_top_k,
                                                   self.pipeline.meta.num_classes, self.settings.max_images_per_request)
         except ServiceError as error:
             state.error = error
@@ -189,8 +239,14 @@ class ResNet50Handler:
                 state.kind = "health"
                 continue
             try:
-                state.parsed = parse_request(request or {}, headers, self.settings.default_top_k,
-                                             self.pipeline.meta.num_classes, self.settings.max_images_per_request)
+                if wire_v2.is_v2(headers):  # POST /v2/models/NAME/infer (nginx sets X-Wire-Format: v2)
+                    state.wire = "v2"
+                    state.wire_request = wire_v2.parse_infer_request(
+                        request or {}, headers, self.pipeline.meta.num_classes, self.settings.max_images_per_request)
+                    state.parsed = state.wire_request.parsed
+                else:
+                    state.parsed = parse_request(request or {}, headers, self.default_top_k,
+                                                 self.pipeline.meta.num_classes, self.settings.max_images_per_request)
             except ServiceError as error:
                 state.error = error
             except Exception:  # noqa: BLE001 - a bug must not fail the rest of the batch
@@ -204,6 +260,8 @@ class ResNet50Handler:
         for state in states:
             if state.parsed is not None and not state.multi and state.items[0].error is not None:
                 state.error = state.items[0].error  # a single image's error is the request's
+            if state.wire == "v2" and state.error is None:
+                state.error = wire_v2.first_image_error(state.items)  # one tensor: one bad image fails it
             if state.kind == "predict":
                 state.timing_ms["preprocess"] = _ms_since(state.started)
         return states
@@ -285,6 +343,9 @@ class ResNet50Handler:
             if state.error is not None:
                 responses.append(self._respond_error(state))
                 continue
+            if state.wire == "v2":
+                responses.append(self._v2_response(state, started))
+                continue
             try:
                 body = self._multi_prediction_body(state, started) if state.multi \
                     else self._prediction_body(state, started)
@@ -305,7 +366,17 @@ class ResNet50Handler:
             "weights": meta.weights.to_dict(),
             "pretrained": meta.weights.pretrained,
             "num_classes": meta.num_classes,
+            "classes": {
+                "count": meta.num_classes,
+                "label_source": meta.labels_source,
+                # All of a custom model's labels; ImageNet's 1000 would drown the rest of /info.
+                "labels": list(meta.categories[:LABELS_SHOWN]),
+                "labels_truncated": meta.num_classes > LABELS_SHOWN,
+            },
             "preprocessing": meta.preprocessing.to_dict(),
+            "preprocessing_source": meta.preprocessing_source,  # the reference, or build-time overrides
+            # The archive's int8 model (quantised at build); "runtime" says whether it serves.
+            "int8_model": meta.int8.to_dict() if meta.int8 else None,
             "runtime": {
                 **self.pipeline.backend.describe(),
                 "threads_per_worker": self.threads,
@@ -315,12 +386,13 @@ class ResNet50Handler:
                 "max_file_size": self.settings.max_file_size,
                 "max_image_pixels": self.settings.max_image_pixels,
                 "max_aspect_ratio": self.settings.max_aspect_ratio,
-                "top_k": {"min": 1, "max": meta.num_classes, "default": self.settings.default_top_k},
+                "top_k": {"min": 1, "max": meta.num_classes, "default": self.default_top_k},
             },
             "fast_jpeg_decode": self.settings.fast_jpeg_decode,
             "result_cache": {"capacity": self.cache.capacity, "entries": len(self.cache),
                              "hits": self.cache.hits, "misses": self.cache.misses},
             "selftest": self.selftest,
+            "golden_set": self.golden_set,
         }
 
     # ---------------------------------------------------------------- helpers
@@ -355,7 +427,38 @@ class ResNet50Handler:
             "code": error.code, "latency_ms": _ms_since(state.started),
             "image_bytes": state.image_bytes if state.items else None,
         })
+        if state.wire == "v2":
+            return json.dumps(wire_v2.error_body(error, state.request_id))
         return json.dumps(error_body(error, state.request_id))
+
+    def _v2_response(self, state: RequestState, started: float) -> bytes | str:
+        """The Open Inference Protocol answer (handler/wire_v2.py) for a request read by its parser."""
+        try:
+            rows = [self._probabilities_of(state, item) for item in state.items]
+            body, content_type, header_length = wire_v2.format_response(
+                state.wire_request, rows, self.pipeline.meta.categories, self.model_name, self.model_version)
+        except Exception:  # noqa: BLE001
+            self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
+            state.error = InternalError()
+            return self._respond_error(state)
+        self.context.set_response_content_type(state.index, content_type)
+        if header_length is not None:
+            self.context.set_response_header(state.index, "Inference-Header-Content-Length", str(header_length))
+        state.timing_ms["postprocess"] = _ms_since(started)
+        latency = _ms_since(state.started)
+        self.log.log(logging.WARNING if latency > self.settings.slow_request_ms else logging.INFO, "prediction",
+                     extra={"event": "prediction", "request_id": state.request_id, "status": 200, "form": "v2",
+                            "latency_ms": round(latency, 2), "images": len(state.items),
+                            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
+                            "image_bytes": state.image_bytes, "binary": state.wire_request.output.binary,
+                            "classification": state.wire_request.output.classification})
+        return body
+
+    def _probabilities_of(self, state: RequestState, item: ImageItem):
+        if item.cached is not None:
+            state.timing_ms.setdefault("inference", 0.0)
+            return item.cached.probabilities
+        return item.probabilities
 
     def _prediction_body(self, state: RequestState, started: float) -> dict:
         item = state.items[0]
@@ -450,6 +553,15 @@ class ResNet50Handler:
             return str(self.context.get_request_id(index))
         except (AttributeError, IndexError, KeyError, TypeError):
             return f"req-{index}"
+
+
+def converted_model_cache(cache_dir: str, meta, runtime: str, version: str) -> ConvertedModelCache | None:
+    """MODEL_CACHE_DIR (the supervisor sets RUN_DIR/model-cache) keeps converted models across
+    worker starts; unset, every start converts again."""
+    if not cache_dir:
+        return None
+    key = cache_key(meta.weights.sha256, meta.preprocessing.crop_size, runtime, version, torch.__version__)
+    return ConvertedModelCache(key=key, read_from=(Path(cache_dir),), write_to=Path(cache_dir))
 
 
 def _image_facts(item: ImageItem) -> dict:

@@ -40,6 +40,7 @@ class HandlerSettings:
     fast_jpeg_decode: bool = False
     max_images_per_request: int = 16
     int8_calibration_dir: str = ""  # PRECISION=int8: representative images; "" = synthetic set
+    model_cache_dir: str = ""  # converted models kept across worker starts; "" = none (handler/model_cache.py)
     request_envelope: str = ""  # "kserve": TorchServe's KServe v1 envelope hands over "instances"
 
     @classmethod
@@ -62,6 +63,7 @@ class HandlerSettings:
             fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
             max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", cls.max_images_per_request),
             int8_calibration_dir=os.environ.get("INT8_CALIBRATION_DIR", "").strip(),
+            model_cache_dir=os.environ.get("MODEL_CACHE_DIR", "").strip(),
             # KServe's TorchServe runtime sets it (protocolVersion v1); workers inherit it.
             request_envelope=os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower(),
         )

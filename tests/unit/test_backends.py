@@ -64,8 +64,10 @@ def test_int8_is_quantised_and_close_to_fp32(model_dir, parity_batch):
     assert 1e-4 < relative < 0.15  # not fp32 in disguise, not garbage
     assert int((logits.argmax(1) == reference.argmax(1)).sum()) >= 6
     assert backend.describe()["precision"] == "int8"
-    for name in ("eager", "openvino"):
-        with pytest.raises(ValueError, match="int8 needs BACKEND=torchscript"):
+    refusals = {"eager": "int8 needs BACKEND=openvino .* or BACKEND=torchscript",
+                "openvino": "needs an archive built with scripts/build_mar.py --int8-calibration"}
+    for name, message in refusals.items():
+        with pytest.raises(ValueError, match=message):
             create_backend(name, model_dir / meta.weights.file, meta.architecture, meta.num_classes,
                            torch.device("cpu"), "int8", calibration=calibration)
 
@@ -120,14 +122,16 @@ def test_openvino_never_phones_home(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_openvino_refuses_cuda_and_int8():
+def test_openvino_refuses_cuda_fp16_and_int8_without_a_quantised_model():
     from handler.backends import OpenVINOBackend, build_architecture
 
     model = build_architecture("resnet50", 10)
     with pytest.raises(ValueError, match="runs on the CPU"):
         OpenVINOBackend(model, torch.device("cuda"))
-    with pytest.raises(ValueError, match="fp32 or bf16"):
+    with pytest.raises(ValueError, match="fp32, bf16 or int8, not 'fp16'"):
         OpenVINOBackend(model, torch.device("cpu"), "fp16")
+    with pytest.raises(ValueError, match="--int8-calibration"):
+        OpenVINOBackend(model, torch.device("cpu"), "int8")
 
 
 def test_auto_picks_the_fastest_faithful_runtime_per_device(monkeypatch):
