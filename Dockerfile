@@ -12,9 +12,10 @@
 # development machine and scripts/serve.sh run on.
 FROM python:3.11-slim-bookworm
 
-# PyTorch's CPU-only wheels: the Python layer is ~1.1 GB with them (a torch 2.13 CPU venv),
-# 5.9 GB with PyPI's CUDA build + nvidia-* wheels (scripts/container_smoke.sh, README "Docker").
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The package index torch and torchvision come from; empty = pip's default index, whose Linux
+# wheels are the CUDA build (+ nvidia-* wheels: a 5.9 GB Python layer). Point it at an index
+# of PyTorch's CPU-only wheels to get ~1.1 GB instead (README "Docker").
+ARG TORCH_INDEX_URL=""
 ARG MODEL_WEIGHTS=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -34,7 +35,7 @@ RUN apt-get update \
 # Layer 2: PyTorch (largest, changes least), then layer 3: the rest of the pinned stack.
 COPY requirements/ /app/requirements/
 RUN python -m venv /opt/venv \
- && pip install --index-url "$TORCH_INDEX_URL" -r /app/requirements/torch.txt \
+ && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r /app/requirements/torch.txt \
  && pip install -r /app/requirements/runtime.txt
 
 # Layer 4: the code, then layer 5: the model archive built from it.

@@ -9,12 +9,10 @@
 # exit; the images are kept, so a rerun only rebuilds what changed.
 #
 #   SMOKE_TAG=resnet50-serve:smoke            the image built from ./Dockerfile
-#   SMOKE_TORCH_INDEX_URL=https://pypi.org/simple
-#       PyTorch's CPU index (the Dockerfile's default) is unreachable from the build machine,
-#       so the smoke build takes torch from PyPI: the same pinned torch/torchvision, but
-#       PyPI's Linux wheels are the CUDA build (+ nvidia-* wheels, several GB): the smoke
-#       image is that much bigger than a default build and says so in the report. Where
-#       download.pytorch.org is reachable, set this to https://download.pytorch.org/whl/cpu.
+#   SMOKE_TORCH_INDEX_URL=         the package index for torch/torchvision; empty (the default)
+#       means pip's default index, like the Dockerfile's own default. There, Linux wheels of
+#       torch are the CUDA build (+ nvidia-* wheels, several GB): the image is that much bigger
+#       than one built from a CPU-only index, and the report says which index was used.
 #   SMOKE_COLD=1       remove the smoke image, the stand-in base and podman's dangling build
 #                      layers first (a cold-cache run; prunes every dangling podman image)
 #
@@ -28,8 +26,9 @@
 #     official image bundles a newer pip), plus Debian's python3-setuptools/-wheel;
 #     Debian's EXTERNALLY-MANAGED marker is removed, as the official image has none;
 #   - a debootstrap minbase (+ ca-certificates, netbase, tzdata, as the official image
-#     installs) with today's bookworm packages, apt lists and caches emptied; same
-#     deb.debian.org sources (bookworm, -updates, -security) and ENV PATH, LANG, CMD;
+#     installs) with today's bookworm packages, apt lists and caches emptied; the Debian
+#     mirrors are the ones this host's apt uses (bookworm, -updates, -security), as are the
+#     stand-in's apt sources; same ENV PATH, LANG, CMD;
 #   - labelled org.opencontainers.image.description="local stand-in ..." (the smoke image
 #     inherits the label); no GPG_KEY/PYTHON_VERSION environment.
 set -euo pipefail
@@ -38,11 +37,25 @@ started_epoch=$(date +%s.%N)
 
 BASE=docker.io/library/python:3.11-slim-bookworm
 TAG=${SMOKE_TAG:-resnet50-serve:smoke}
-TORCH_INDEX_URL=${SMOKE_TORCH_INDEX_URL:-https://pypi.org/simple}
+TORCH_INDEX_URL=${SMOKE_TORCH_INDEX_URL:-}
 REPORT=${SMOKE_REPORT:-test-artifacts/container_smoke.json}
 WORK=${SMOKE_WORK_DIR:-/tmp/resnet50-container-smoke}
 RUN_LABEL="resnet50-container-smoke=$$"
 say() { printf '[container-smoke] %s\n' "$*" >&2; }
+
+# The first Debian mirror URI in this host's apt sources (deb822 .sources or one-line .list):
+# "main" = one that is not the security archive, "security" = the security archive.
+host_mirror() {
+  local kind="$1" uris
+  uris=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed 's/^URIs:[[:space:]]*//' | tr ' ' '\n'
+           grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+             | sed -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/') | grep -E '^https?://' || true)
+  if [ "$kind" = security ]; then
+    printf '%s\n' "$uris" | grep -m1 -- '-security' || true
+  else
+    printf '%s\n' "$uris" | grep -v -- '-security' | grep -m1 . || true
+  fi
+}
 
 # --- podman and friends ----------------------------------------------------------------
 packages=(podman buildah runc debootstrap slirp4netns uidmap fuse-overlayfs netavark aardvark-dns iptables)
@@ -98,25 +111,27 @@ if ! podman image exists "$BASE"; then
   base_cached=false
   say "making the stand-in $BASE (debootstrap bookworm minbase)"
   remove_rootfs
+  # The host's own Debian mirrors (its apt sources), so nothing here names a mirror.
+  mirror=$(host_mirror main)
+  security=$(host_mirror security)
+  if [ -z "$mirror" ]; then
+    say "cannot find a Debian mirror in this host's apt sources (/etc/apt/sources.list*)"
+    exit 1
+  fi
   debootstrap --variant=minbase \
     --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,netbase,tzdata \
-    bookworm "$WORK/rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log" 2>&1 \
+    bookworm "$WORK/rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
   root=$WORK/rootfs
   rm -f "$root/etc/apt/sources.list" "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
-  cat >"$root/etc/apt/sources.list.d/debian.sources" <<'EOF'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm bookworm-updates
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb
-URIs: http://deb.debian.org/debian-security
-Suites: bookworm-security
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOF
+  {
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\n' "$mirror"
+    printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+    if [ -n "$security" ]; then
+      printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\n' "$security"
+      printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
+    fi
+  } >"$root/etc/apt/sources.list.d/debian.sources"
   for name in python python3 pip pip3; do ln -sf "/usr/bin/$name" "$root/usr/local/bin/$name"; done
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | podman import \
@@ -138,7 +153,7 @@ mkdir -p "$WORK/pip"
 cp /etc/ssl/certs/ca-certificates.crt "$WORK/pip/host-ca-certificates.crt"
 printf '[global]\ncert = /etc/xdg/pip/host-ca-certificates.crt\n' >"$WORK/pip/pip.conf"
 BUILD_LOG=${REPORT%.json}.build.log
-say "building $TAG from ./Dockerfile (TORCH_INDEX_URL=$TORCH_INDEX_URL); log: $BUILD_LOG"
+say "building $TAG from ./Dockerfile (torch index: ${TORCH_INDEX_URL:-the default of pip}); log: $BUILD_LOG"
 build_started=$SECONDS
 if ! podman build --pull=never --format docker --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" \
     --volume "$WORK/pip:/etc/xdg/pip:ro" -t "$TAG" . >"$BUILD_LOG" 2>&1; then
