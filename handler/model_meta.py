@@ -131,12 +131,21 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mismatched_files(model_dir: Path, meta: ModelMeta) -> list[str]:
+    """The archive's weight files (the weights, and the int8 model's if it has one) whose bytes
+    are not the ones the archive recorded. Checked before any backend is built, so it holds at
+    every precision (int8's self-test tolerance is too wide to notice, say, a final layer scaled
+    by 10 %)."""
+    recorded = [(meta.weights.file, meta.weights.sha256)]
+    if meta.int8 is not None:
+        recorded.append((str(Path(meta.int8.file).with_suffix(".bin")), meta.int8.sha256))
+    bad = []
+    for name, digest in recorded:
+        path = Path(model_dir) / name
+        if not path.is_file() or sha256_of(path) != digest:
+            bad.append(name)
+    return bad
+
+
 def weights_match_record(model_dir: Path, meta: ModelMeta) -> bool:
-    """The weights file is byte for byte the one the archive recorded. Checked before any
-    backend is built, so it holds at every precision (int8's self-test tolerance is too wide
-    to notice, say, a final layer scaled by 10 %)."""
-    if meta.int8 is not None:  # the quantised weights are checked the same way
-        binary = (Path(model_dir) / meta.int8.file).with_suffix(".bin")
-        if not binary.is_file() or sha256_of(binary) != meta.int8.sha256:
-            return False
-    return sha256_of(Path(model_dir) / meta.weights.file) == meta.weights.sha256
+    return not mismatched_files(model_dir, meta)

@@ -28,7 +28,7 @@ from handler.errors import InternalError, ServiceError, error_body
 from handler.jsonlog import configure_logging
 from handler.metrics import HandlerMetrics
 from handler.golden import evaluate as evaluate_golden_set
-from handler.model_meta import load_model_meta, weights_match_record
+from handler.model_meta import load_model_meta, mismatched_files
 from handler.pipeline import ClassificationPipeline
 from handler.request_parsing import (
     is_health_probe,
@@ -87,8 +87,9 @@ class ResNet50Handler:
         self.model_version = str(manifest_model.get("modelVersion", "1.0"))
         try:
             meta = load_model_meta(model_dir)
-            if not weights_match_record(model_dir, meta):
-                raise SelfTestFailed(f"{meta.weights.file} is not the weights file the archive recorded "
+            changed = mismatched_files(model_dir, meta)
+            if changed:
+                raise SelfTestFailed(f"{' and '.join(changed)}: not the bytes the archive recorded "
                                      "(sha256 differs); the weights do not match the archive")
             self.threads = threads_per_worker(self.settings.workers, self.settings.threads_per_worker)
             configure_torch_threads(self.threads)

@@ -5,7 +5,7 @@
 serve": the frontend answers, the model is registered and at least one of its workers is READY
 (TorchServe marks a worker READY only once the handler's ``initialize`` returned, i.e. the weights
 matched the archive and the self-test passed). TorchServe's management API describes a model from
-the frontend's memory, without the job queue; this module polls it at most once per second in a
+the frontend's memory, without the job queue; this module polls it at most every 0.5 s in a
 background thread and answers every probe from that snapshot at once.
 
 nginx proxies to it (``READINESS_PORT`` in ``config/nginx.conf.template``):
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-POLL_INTERVAL_S = 1.0
+POLL_INTERVAL_S = 0.5  # how stale readiness may be; the management API answers from memory
 POLL_TIMEOUT_S = 1.0
 # A snapshot older than this is not trusted: the frontend stopped answering (or the poller died).
 STALE_AFTER_S = 3.0
@@ -279,7 +279,7 @@ class Responder:
         name = self.poller.model_name
         lines = [
             "# HELP resnet50_queue_depth Requests waiting in TorchServe's job queue for a worker "
-            "(the default version), sampled once per second.",
+            "(the default version), sampled every 0.5 s.",
             "# TYPE resnet50_queue_depth gauge",
         ]
         if queue is not None:
