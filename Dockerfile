@@ -3,8 +3,10 @@
 #   docker run --rm -p 5000:5000 resnet50-serve          (stop with: docker stop -t 45 ...)
 # Real ImageNet weights are downloaded while building when the build has network access;
 # otherwise the build falls back to random weights, loudly (/info says pretrained: false).
-# To archive your own weights: put the file in the build context and pass
-#   --build-arg MODEL_WEIGHTS=/app/weights/your.pth
+# To archive your own ResNet-50: put the checkpoint (labels, golden set, ...) in model_inputs/
+# and name them (model_inputs/README.md):
+#   --build-arg MODEL_WEIGHTS=model_inputs/my.ckpt --build-arg MODEL_LABELS=model_inputs/labels.json
+#   --build-arg BUILD_MAR_ARGS="--preprocessing resize=256 crop=224 --golden model_inputs/golden"
 # Proven without a Docker engine by scripts/container_smoke.sh (podman; see README "Docker").
 
 # bookworm, not the floating python:3.11-slim: that tag moved to Debian trixie (Aug 2025),
@@ -17,6 +19,8 @@ FROM python:3.11-slim-bookworm
 # of PyTorch's CPU-only wheels to get ~1.1 GB instead (README "Docker").
 ARG TORCH_INDEX_URL=""
 ARG MODEL_WEIGHTS=""
+ARG MODEL_LABELS=""
+ARG BUILD_MAR_ARGS=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -45,7 +49,8 @@ COPY scripts/ /app/scripts/
 COPY config/ /app/config/
 COPY web/ /app/web/
 COPY model_store/.gitkeep /app/model_store/.gitkeep
-RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" python scripts/build_mar.py --force \
+COPY model_inputs/ /app/model_inputs/
+RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" MODEL_LABELS="$MODEL_LABELS" python scripts/build_mar.py --force $BUILD_MAR_ARGS \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
 
 # Non-root; the image needs no writable path but RUN_DIR (/tmp/run): it runs with
