@@ -104,8 +104,8 @@ class EagerBackend:
 
 class TorchScriptBackend(EagerBackend):
     """The eager model traced and frozen by TorchScript (conv+BN folded, weights as constants),
-    channels_last, and on CPU ``optimize_for_inference`` (oneDNN convolutions). Measured on the
-    2-core build machine, mixed batch sizes 1-4: eager 14.6 img/s, frozen 17.2, + optimize 19.0.
+    channels_last, and on CPU ``optimize_for_inference`` (oneDNN convolutions); each step's gain
+    is in docs/benchmarks.md ("The runtimes considered").
 
     ``precision="int8"`` quantises first (FX post-training static quantisation for x86,
     activation ranges observed on ``calibration()``'s batches); never the default: it changes
@@ -169,10 +169,10 @@ class TorchScriptBackend(EagerBackend):
 
 
 class OpenVINOBackend:
-    """The eager model converted in memory with ``openvino.convert_model`` and compiled for the
-    CPU, one stream, as many inference threads as the worker's budget. Measured on the 2-core
-    build machine (AVX2), model only: 21 img/s at batch 1 and 4, against TorchScript's 17 / 19;
-    max |logit diff| vs eager 5e-5 on the parity images."""
+    """The eager model converted with ``openvino.convert_model`` (or read back from the cache of
+    converted models, or the archive's int8 model) and compiled for the CPU, one stream, as many
+    inference threads as the worker's budget. The fastest faithful runtime measured here
+    (docs/benchmarks.md, "The runtimes considered")."""
 
     name = "openvino"
 

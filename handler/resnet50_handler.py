@@ -48,6 +48,7 @@ from handler.runtime_env import (
 from handler.selftest import SelfTestFailed
 from handler import wire_v2
 from handler.settings import HandlerSettings
+from handler.settings_table import SettingsError
 
 JSON_CONTENT_TYPE = "application/json"
 NEAR_LIMIT_FRACTION = 0.8
@@ -78,7 +79,14 @@ class ResNet50Handler:
     def initialize(self, context: Any) -> None:
         """Load metadata and weights from the archive, size the threads, prove the model."""
         self.context = context
-        self.settings = HandlerSettings.from_env()
+        try:
+            self.settings = HandlerSettings.from_env()
+        except SettingsError:
+            # A bad value must still be said the way every failed start is (model_load_failed).
+            self.log = configure_logging("INFO", "json")
+            self.log.critical("model failed to load; this worker will not serve", exc_info=True,
+                              extra={"event": "model_load_failed"})
+            raise
         self.log = configure_logging(self.settings.log_level, self.settings.log_format)
         properties = context.system_properties
         model_dir = Path(properties.get("model_dir", "."))

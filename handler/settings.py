@@ -10,60 +10,70 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from handler.settings_table import BY_NAME
 
-def _int(name: str, default: int) -> int:
+
+def _setting(name: str):
+    """A worker setting's typed value: the environment's (set by the supervisor) or the table's
+    default; a bad value raises SettingsError naming it (the worker then logs model_load_failed)."""
     raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
+    if name == "LOG_LEVEL":
+        raw = raw.upper()
+    elif name == "FAST_JPEG_DECODE" and raw.lower() in ("true", "yes", "false", "no"):
+        raw = "1" if raw.lower() in ("true", "yes") else "0"
+    return BY_NAME[name].parse(raw or None)
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    return float(raw) if raw else default
+def _default(name: str):
+    return BY_NAME[name].parse()
 
 
 @dataclass(frozen=True)
 class HandlerSettings:
-    device: str = "cpu"
-    backend: str = "auto"
-    precision: str = "fp32"
-    workers: int = 1
-    threads_per_worker: int = 0  # 0 = cores // workers
-    max_file_size: int = 10 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    max_aspect_ratio: float = 100.0
-    default_top_k: int = 5
-    log_level: str = "INFO"
-    log_format: str = "json"
-    slow_request_ms: float = 1000.0
-    selftest_tolerance: float = 1e-3
-    result_cache_size: int = 0  # entries per worker; 0 = off
-    fast_jpeg_decode: bool = False
-    max_images_per_request: int = 16
-    int8_calibration_dir: str = ""  # PRECISION=int8: representative images; "" = synthetic set
+    """The worker's settings; names, defaults and bounds are handler/settings_table.py's."""
+
+    device: str = _default("DEVICE")
+    backend: str = _default("BACKEND")
+    precision: str = _default("PRECISION")
+    workers: int = _default("WORKERS")
+    threads_per_worker: int = _default("THREADS_PER_WORKER")  # 0 = cores // workers
+    max_file_size: int = _default("MAX_FILE_SIZE")
+    max_image_pixels: int = _default("MAX_IMAGE_PIXELS")
+    max_aspect_ratio: float = _default("MAX_ASPECT_RATIO")
+    default_top_k: int = _default("DEFAULT_TOP_K")
+    log_level: str = _default("LOG_LEVEL")
+    log_format: str = _default("LOG_FORMAT")
+    slow_request_ms: float = _default("SLOW_REQUEST_MS")
+    selftest_tolerance: float = _default("SELFTEST_TOLERANCE")
+    result_cache_size: int = _default("RESULT_CACHE_SIZE")  # entries per worker; 0 = off
+    fast_jpeg_decode: bool = _default("FAST_JPEG_DECODE") == "1"
+    max_images_per_request: int = _default("MAX_IMAGES_PER_REQUEST")
+    int8_calibration_dir: str = ""  # PRECISION=int8 with torchscript: representative images; "" = synthetic set
     model_cache_dir: str = ""  # converted models kept across worker starts; "" = none (handler/model_cache.py)
     request_envelope: str = ""  # "kserve": TorchServe's KServe v1 envelope hands over "instances"
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
         return cls(
-            device=os.environ.get("DEVICE", "cpu"),
-            backend=os.environ.get("BACKEND", "auto"),
-            precision=os.environ.get("PRECISION", "fp32"),
-            workers=_int("WORKERS", 1),
-            threads_per_worker=_int("THREADS_PER_WORKER", 0),
-            max_file_size=_int("MAX_FILE_SIZE", cls.max_file_size),
-            max_image_pixels=_int("MAX_IMAGE_PIXELS", cls.max_image_pixels),
-            max_aspect_ratio=_float("MAX_ASPECT_RATIO", cls.max_aspect_ratio),
-            default_top_k=_int("DEFAULT_TOP_K", cls.default_top_k),
-            log_level=os.environ.get("LOG_LEVEL", "INFO"),
-            log_format=os.environ.get("LOG_FORMAT", "json"),
-            slow_request_ms=_float("SLOW_REQUEST_MS", cls.slow_request_ms),
-            selftest_tolerance=_float("SELFTEST_TOLERANCE", cls.selftest_tolerance),
-            result_cache_size=_int("RESULT_CACHE_SIZE", cls.result_cache_size),
-            fast_jpeg_decode=os.environ.get("FAST_JPEG_DECODE", "0").strip().lower() in ("1", "true", "yes"),
-            max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", cls.max_images_per_request),
-            int8_calibration_dir=os.environ.get("INT8_CALIBRATION_DIR", "").strip(),
-            model_cache_dir=os.environ.get("MODEL_CACHE_DIR", "").strip(),
-            # KServe's TorchServe runtime sets it (protocolVersion v1); workers inherit it.
+            device=_setting("DEVICE"),
+            backend=_setting("BACKEND"),
+            precision=_setting("PRECISION"),
+            workers=_setting("WORKERS"),
+            threads_per_worker=_setting("THREADS_PER_WORKER"),
+            max_file_size=_setting("MAX_FILE_SIZE"),
+            max_image_pixels=_setting("MAX_IMAGE_PIXELS"),
+            max_aspect_ratio=_setting("MAX_ASPECT_RATIO"),
+            default_top_k=_setting("DEFAULT_TOP_K"),
+            log_level=_setting("LOG_LEVEL"),
+            log_format=_setting("LOG_FORMAT"),
+            slow_request_ms=_setting("SLOW_REQUEST_MS"),
+            selftest_tolerance=_setting("SELFTEST_TOLERANCE"),
+            result_cache_size=_setting("RESULT_CACHE_SIZE"),
+            fast_jpeg_decode=_setting("FAST_JPEG_DECODE") == "1",
+            max_images_per_request=_setting("MAX_IMAGES_PER_REQUEST"),
+            int8_calibration_dir=_setting("INT8_CALIBRATION_DIR"),
+            model_cache_dir=_setting("MODEL_CACHE_DIR"),
+            # TorchServe's own variable, not a setting of ours: KServe's TorchServe runtime sets it
+            # (protocolVersion v1) and workers inherit it.
             request_envelope=os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower(),
         )

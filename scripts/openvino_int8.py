@@ -62,8 +62,8 @@ def quantize_to_archive(model: torch.nn.Module, inputs: list[np.ndarray], spec: 
     converted = openvino.convert_model(model.eval(), example_input=torch.zeros(1, 3, size, size),
                                        input=[(-1, 3, size, size)])
     # The classifier head (fc) stays fp32: it is the part a fine-tune changed, it holds the
-    # decision, and it is 0.05 % of the compute. Quantising it too cost the suite's trained model
-    # a third of its held-out answers (agreement with fp32 0.63 -> 0.94, 96 calibration images).
+    # decision, and it is 0.05 % of the compute; quantising it too cost the suite's trained
+    # model far more agreement with fp32 (docs/benchmarks.md, "int8's agreement").
     quantized = nncf.quantize(converted, nncf.Dataset(inputs), subset_size=len(inputs),
                               preset=nncf.QuantizationPreset.PERFORMANCE,
                               ignored_scope=nncf.IgnoredScope(types=["MatMul"]))

@@ -26,7 +26,8 @@ def test_environment_wins_over_dotenv(tmp_path):
 @pytest.mark.parametrize("override", [
     {"PORT": "0"}, {"PORT": "abc"}, {"PORT": "8080", "TS_INFERENCE_PORT": "8080"}, {"TS_METRICS_PORT": "0"},
     {"TS_GRPC_INFERENCE_PORT": "automatic"}, {"RUN_DIR": "/tmp/a$b"}, {"MODEL_STORE": "/tmp/a\"b"},
-    {"LOG_FORMAT": "xml"}, {"DEVICE": "tpu"},
+    {"LOG_FORMAT": "xml"}, {"DEVICE": "tpu"}, {"MAX_ASPECT_RATIO": "0.5"}, {"MAX_ASPECT_RATIO": "wide"},
+    {"SELFTEST_TOLERANCE": "2"}, {"FAST_JPEG_DECODE": "maybe"},
     {"DEFAULT_TOP_K": "1001"}, {"MODEL_NAME": "../evil"}, {"BIND_ADDRESS": "0.0.0.0; evil"},
     {"PRECISION": "int3"}, {"TS_JAVA_HEAP": "lots"},
 ])
@@ -91,3 +92,40 @@ def test_every_setting_is_documented():
         shown = f"`{setting.default}`" if setting.default else "(empty)"
         assert f"| `{setting.name}` | {shown} |" in readme, \
             f"{setting.name} with its default {shown} missing from README's configuration table"
+
+
+def test_every_variable_the_code_reads_is_in_the_one_table():
+    """A setting read anywhere (supervisor, scripts, handler) but missing from the table would
+    have no default, no validation and no documentation."""
+    import re
+
+    from handler.settings_table import RULES
+
+    not_settings = {"TS_SERVICE_ENVELOPE",  # TorchServe's own, set by KServe's runtime
+                    "PREDICT_URL", "API_KEY"}  # the client's (scripts/predict.py), not the service's
+    read = set()
+    pattern = re.compile(r"(?:environ\.get\(|environ\[|getenv\(|_setting\()\s*[\"']([A-Z][A-Z0-9_]+)[\"']")
+    for path in [*(REPO / "handler").rglob("*.py"), *(REPO / "scripts").rglob("*.py")]:
+        read |= set(pattern.findall(path.read_text(encoding="utf-8")))
+    names = {s.name for s in SETTINGS}
+    assert read, "the scan found nothing: the pattern is wrong"
+    assert read - not_settings <= names, sorted(read - not_settings - names)
+    assert set(RULES) == names  # every setting says what a valid value is
+    for setting in SETTINGS:
+        setting.parse()  # every default is valid under its own rule
+
+
+def test_handler_reads_the_same_defaults_and_refuses_a_bad_value_as_a_failed_start(monkeypatch, model_dir, capsys):
+    from handler.resnet50_handler import ResNet50Handler
+    from handler.settings import HandlerSettings
+    from handler.settings_table import BY_NAME
+    from tests.unit.fake_context import FakeContext
+
+    defaults = HandlerSettings()
+    assert defaults.max_file_size == int(BY_NAME["MAX_FILE_SIZE"].default)
+    assert defaults.max_aspect_ratio == float(BY_NAME["MAX_ASPECT_RATIO"].default)
+    assert defaults.selftest_tolerance == float(BY_NAME["SELFTEST_TOLERANCE"].default)
+    monkeypatch.setenv("MAX_ASPECT_RATIO", "0.5")
+    with pytest.raises(SettingsError, match="MAX_ASPECT_RATIO must be between 1 and 1000000, got 0.5"):
+        ResNet50Handler().initialize(FakeContext(model_dir))
+    assert '"event": "model_load_failed"' in capsys.readouterr().out.replace('":"', '": "')
