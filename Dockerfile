@@ -18,9 +18,6 @@ FROM python:3.11-slim-bookworm
 # wheels are the CUDA build (+ nvidia-* wheels: a 5.9 GB Python layer). Point it at an index
 # of PyTorch's CPU-only wheels to get ~1.1 GB instead (README "Docker").
 ARG TORCH_INDEX_URL=""
-ARG MODEL_WEIGHTS=""
-ARG MODEL_LABELS=""
-ARG BUILD_MAR_ARGS=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -50,6 +47,11 @@ COPY config/ /app/config/
 COPY web/ /app/web/
 COPY model_store/.gitkeep /app/model_store/.gitkeep
 COPY model_inputs/ /app/model_inputs/
+# Declared here, not at the top: a build argument's value is part of the cache key of every RUN
+# after it, so a build with your own model reuses the Java, PyTorch and package layers.
+ARG MODEL_WEIGHTS=""
+ARG MODEL_LABELS=""
+ARG BUILD_MAR_ARGS=""
 RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" MODEL_LABELS="$MODEL_LABELS" python scripts/build_mar.py --force $BUILD_MAR_ARGS \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
 

@@ -41,6 +41,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -291,6 +292,9 @@ class PrivateInstance:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=120)
+        # The log stays for a look afterwards; the converted model and unpacked archive (~200 MB) go.
+        for bulky in ("model-cache", "tmp"):
+            shutil.rmtree(self.run_dir / bulky, ignore_errors=True)
 
 
 STOCK_MODEL_FILE = """from torchvision.models.resnet import Bottleneck, ResNet

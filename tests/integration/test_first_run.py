@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 INTERNAL = ("TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT", "TS_GRPC_INFERENCE_PORT",
             "TS_GRPC_MANAGEMENT_PORT")
 TEST_USER = "resnet50-firstrun"
+TO_REMOVE: list[Path] = []  # made for the test user outside its home
 SAMPLE = (REPO_ROOT / "tests" / "fixtures" / "sample.jpg").read_bytes()
 
 
@@ -217,7 +218,10 @@ def shared_environment(user: str, home: Path) -> Path:
     assert created.returncode == 0, created.stderr
     packages = Path(sysconfig.get_paths()["purelib"])
     if run_as(user, "test", "-r", str(packages / "torch" / "__init__.py")).returncode != 0:
+        # Outside the home, which is chown'ed to the user (that would change the links' owner too);
+        # removed at teardown, or the links would keep a deleted clone's 6 GB alive.
         readable = Path(tempfile.mkdtemp(prefix="first-run-packages-"))
+        TO_REMOVE.append(readable)
         readable.chmod(0o755)
         copied = subprocess.run(["cp", "-al", str(packages), str(readable / "site-packages")],
                                 capture_output=True, text=True)
@@ -251,6 +255,10 @@ def unprivileged_user():
     home.chmod(0o700)  # as Debian's and Ubuntu's recent useradd make it
     yield TEST_USER, home
     subprocess.run(["pkill", "-u", TEST_USER], capture_output=True)
+    for made in ("my models", "venv"):
+        shutil.rmtree(home / made, ignore_errors=True)
+    while TO_REMOVE:
+        shutil.rmtree(TO_REMOVE.pop(), ignore_errors=True)
     if created:
         subprocess.run(["userdel", "--remove", TEST_USER], capture_output=True)
 
@@ -258,7 +266,8 @@ def unprivileged_user():
 def test_unprivileged_user_from_a_private_home_beside_the_root_instance(first, unprivileged_user):
     user, home = unprivileged_user
     checkout = home / "my models" / "resnet50 serve"
-    shutil.rmtree(home / "my models", ignore_errors=True)
+    for leftover in ("my models", "venv"):  # from an earlier run that kept the user
+        shutil.rmtree(home / leftover, ignore_errors=True)
     copy_checkout(checkout)
     venv = shared_environment(user, home)
     subprocess.run(["chown", "-R", f"{user}:", str(home)], check=True)
