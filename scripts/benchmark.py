@@ -367,12 +367,17 @@ class StockInstance:
         raise TimeoutError(f"stock TorchServe not ready; see {self.dir / 'torchserve.log'}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+        stop_process_group(self.process)
+
+
+def stop_process_group(process: subprocess.Popen | None) -> None:
+    """SIGTERM a server started in its own process group; SIGKILL it after 60 s."""
+    if process and process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
 
 
 class PeerInstance:
@@ -439,12 +444,7 @@ class PeerInstance:
             raise RuntimeError(f"the KServe peer listens beyond loopback: {outside}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, 9)
+        stop_process_group(self.process)
         for copy in self.dir.glob("*.pt"):  # the weights' copy (~100 MB); the log stays
             copy.unlink(missing_ok=True)
 
