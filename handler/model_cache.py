@@ -64,3 +64,15 @@ class ConvertedModelCache:
             shutil.rmtree(staging, ignore_errors=True)
             return final / ENTRY_FILE if (final / ENTRY_FILE).is_file() else None
         return final / ENTRY_FILE
+
+
+def cache_for_weights(cache_dir: str, weights_sha256: str, input_size: int, runtime: str,
+                      runtime_version: str) -> ConvertedModelCache | None:
+    """The cache for these weights in MODEL_CACHE_DIR (the supervisor sets RUN_DIR/model-cache);
+    unset (KServe's runtime, a bare TorchServe), every start converts again."""
+    if not cache_dir:
+        return None
+    import torch  # the conversion traces through it, so its version is part of the key
+
+    key = cache_key(weights_sha256, input_size, runtime, runtime_version, torch.__version__)
+    return ConvertedModelCache(key=key, read_from=(Path(cache_dir),), write_to=Path(cache_dir))

@@ -18,10 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from handler.backends import create_backend
-from handler.model_cache import ConvertedModelCache, cache_key
+from handler.model_cache import cache_for_weights
 from handler.calibration import calibration_batches
 from handler.decoding import DecodeLimits
 from handler.errors import InternalError, ServiceError, error_body
@@ -107,8 +105,9 @@ class ResNet50Handler:
                 meta.num_classes, device, self.settings.precision,
                 calibration=lambda: calibration_batches(meta.preprocessing, self.settings.int8_calibration_dir),
                 input_size=meta.preprocessing.crop_size,
-                converted_cache=lambda runtime, version: converted_model_cache(
-                    self.settings.model_cache_dir, meta, runtime, version),
+                converted_cache=lambda runtime, version: cache_for_weights(
+                    self.settings.model_cache_dir, meta.weights.sha256, meta.preprocessing.crop_size,
+                    runtime, version),
                 int8_model=model_dir / meta.int8.file if meta.int8 else None,
             )
             limits = DecodeLimits(
@@ -562,15 +561,6 @@ class ResNet50Handler:
             return str(self.context.get_request_id(index))
         except (AttributeError, IndexError, KeyError, TypeError):
             return f"req-{index}"
-
-
-def converted_model_cache(cache_dir: str, meta, runtime: str, version: str) -> ConvertedModelCache | None:
-    """MODEL_CACHE_DIR (the supervisor sets RUN_DIR/model-cache) keeps converted models across
-    worker starts; unset, every start converts again."""
-    if not cache_dir:
-        return None
-    key = cache_key(meta.weights.sha256, meta.preprocessing.crop_size, runtime, version, torch.__version__)
-    return ConvertedModelCache(key=key, read_from=(Path(cache_dir),), write_to=Path(cache_dir))
 
 
 def _image_facts(item: ImageItem) -> dict:

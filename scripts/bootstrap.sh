@@ -17,8 +17,11 @@ ensure_system_packages() {
   local profile="$1" missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-  # venv/ensurepip are needed only to create the environment, not to use an existing one.
-  if ! venv_usable && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
+  # venv/ensurepip are needed only to create the environment, not to use a finished one (its
+  # stamp is written last); checking the stamp costs nothing at every start, pip would not.
+  if [ ! -f "$VENV_DIR/.requirements-stamp" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+  fi
   # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
   if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
   [ ${#missing[@]} -eq 0 ] && return 0

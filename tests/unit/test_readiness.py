@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.readiness import ReadinessServer
+from scripts.readiness import POLL_INTERVAL_S, ReadinessServer
 
 KEY = "mgmt-key"
 
@@ -124,16 +124,18 @@ def test_unready_states_answer_503_with_a_reason(running, change, reason):
     assert live.status_code == (503 if reason == "frontend_unreachable" else 200)
 
 
-def test_polls_at_most_once_a_second_whatever_the_probe_rate(running):
+def test_polls_once_per_interval_whatever_the_probe_rate(running):
     management, server, base = running
     server.connect(management.port, KEY)
     wait_status(base + "/health", 200)
     before, started = management.calls, time.monotonic()
-    for _ in range(200):
+    while time.monotonic() - started < 2.5:  # long enough for several polls, whatever the machine
         assert requests.get(base + "/health", timeout=2).status_code == 200
     elapsed = time.monotonic() - started
-    # Two management calls (default + all versions) per poll, one poll per second.
-    assert management.calls - before <= 2 * (int(elapsed) + 2)
+    # Two management calls (default + all versions) per poll, one poll per POLL_INTERVAL_S;
+    # hundreds of probes meanwhile cost the management API nothing more.
+    polls = (management.calls - before) / 2
+    assert 1 <= polls <= elapsed / POLL_INTERVAL_S + 2
 
 
 def test_v2_health_and_metadata(running):
