@@ -15,6 +15,7 @@ worker start from the archived eager weights, so they all compute with exactly t
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import sys
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
-import torchvision
 
 from handler.model_cache import ConvertedModelCache
 
@@ -44,9 +44,15 @@ class Backend(Protocol):
 
 
 def build_architecture(architecture: str, num_classes: int) -> torch.nn.Module:
-    """An untrained torchvision model of the named architecture."""
+    """An untrained torchvision model of the named architecture.
+
+    torchvision is imported here, not at module level: it costs a worker about 2 s and 170 MB
+    (docs/benchmarks.md, "Restarts"), and a worker that reads a converted model back from the
+    cache never builds the eager one."""
     if architecture != "resnet50":
         raise ValueError(f"unsupported architecture {architecture!r}")
+    import torchvision
+
     return torchvision.models.resnet50(weights=None, num_classes=num_classes)
 
 
@@ -98,7 +104,7 @@ class EagerBackend:
             "device": str(self.device),
             "channels_last": self.channels_last,
             "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
+            "torchvision": importlib.metadata.version("torchvision"),
         }
 
 
@@ -224,19 +230,22 @@ class OpenVINOBackend:
         })
         self.effective_precision = self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self._request = self._compiled.create_infer_request()
+        self._calls = 0
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        self._calls += 1
         array = batch.detach().cpu().contiguous().numpy()
         outputs = self._request.infer({0: array})
         # The result aliases OpenVINO's output buffer, which the next call overwrites.
         return torch.from_numpy(outputs[0].copy()).float()
 
     def warm_up(self, batch_sizes: list[int]) -> None:
-        """The first call of each dynamic shape builds its kernels: pay that before serving.
-        Once per shape: a second call ran at steady-state speed already (measured), so it only
-        delayed every worker (re)start."""
-        for batch_size in sorted(set(batch_sizes)):
-            self(torch.zeros(batch_size, 3, self.input_size, self.input_size))
+        """The first inference builds the compiled model's kernels (about 0.3 s here): pay it
+        before serving, unless the self-test already did. Other batch sizes are not run: a
+        new shape's first call cost about 0.1 s more than its steady state (measured, see
+        docs/benchmarks.md "Restarts"), less than running it would add to every (re)start."""
+        if not self._calls and batch_sizes:
+            self(torch.zeros(min(batch_sizes), 3, self.input_size, self.input_size))
 
     def describe(self) -> dict:
         return {

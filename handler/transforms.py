@@ -1,18 +1,33 @@
 """The weights' own reference transform, parameterised by the archive's metadata.
 
-``to_model_input`` makes exactly the calls torchvision's ``ImageClassification`` preset
-makes (resize -> centre crop -> to tensor -> float -> normalise), with the numbers read
-from ``model_meta.json`` so they are written down once, at archive build time.
+``to_model_input`` computes exactly what torchvision's ``ImageClassification`` preset
+computes on a PIL image (resize -> centre crop -> to tensor -> float -> normalise), with the
+numbers read from ``model_meta.json`` so they are written down once, at archive build time.
+It makes the same Pillow calls torchvision's functional API makes, without importing
+torchvision: that import costs a worker about 2 s and 170 MB at every (re)start
+(docs/benchmarks.md, "Restarts"). tests/unit/test_transforms.py holds it equal, bit for bit,
+to torchvision's own functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as F
+
+# torchvision's InterpolationMode values -> the Pillow filter torchvision hands them to
+# (torchvision.transforms.functional.pil_modes_mapping).
+PIL_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +68,26 @@ class PreprocessSpec:
         return asdict(self)
 
 
+def resized_size(width: int, height: int, shorter_edge: int) -> tuple[int, int]:
+    """(width, height) with the shorter edge at ``shorter_edge`` and the aspect ratio kept,
+    the longer edge truncated as torchvision truncates it."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = shorter_edge, int(shorter_edge * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
 def to_model_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
     """RGB PIL image -> normalised float tensor of shape (3, crop, crop)."""
-    resized = F.resize(
-        image,
-        [spec.resize_size],
-        interpolation=InterpolationMode(spec.interpolation),
-        antialias=spec.antialias,
-    )
-    cropped = F.center_crop(resized, [spec.crop_size])
-    tensor = F.convert_image_dtype(F.pil_to_tensor(cropped), torch.float)
-    return F.normalize(tensor, mean=list(spec.mean), std=list(spec.std))
+    if spec.crop_size > spec.resize_size:  # build_mar refuses it; torchvision would pad
+        raise ValueError(f"crop {spec.crop_size} is larger than resize {spec.resize_size}")
+    size = resized_size(image.width, image.height, spec.resize_size)
+    if size != image.size:  # Pillow's filters antialias when shrinking, as torchvision notes
+        image = image.resize(size, PIL_FILTERS[spec.interpolation])
+    crop = spec.crop_size
+    top = int(round((image.height - crop) / 2.0))
+    left = int(round((image.width - crop) / 2.0))
+    cropped = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+    tensor = torch.from_numpy(cropped.copy()).permute(2, 0, 1).to(torch.float) / 255.0
+    mean = torch.as_tensor(spec.mean, dtype=torch.float).view(-1, 1, 1)
+    std = torch.as_tensor(spec.std, dtype=torch.float).view(-1, 1, 1)
+    return tensor.sub_(mean).div_(std)

@@ -35,6 +35,10 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 POLL_INTERVAL_S = 0.5  # how stale readiness may be; the management API answers from memory
+# While not ready, poll faster: a restarted worker is back in service within 0.1 s of being
+# READY instead of up to 0.5 s later (docs/benchmarks.md, "Restarts"). Still a few cheap
+# in-memory calls a second, and only while the pod serves nothing anyway.
+UNREADY_POLL_INTERVAL_S = 0.1
 POLL_TIMEOUT_S = 1.0
 # A snapshot older than this is not trusted: the frontend stopped answering (or the poller died).
 STALE_AFTER_S = 3.0
@@ -86,12 +90,14 @@ class ManagementPoller:
 
     def __init__(self, model_name: str, model_store: Path, port_of: Callable[[], int],
                  key_of: Callable[[], str | None], interval: float = POLL_INTERVAL_S,
-                 timeout: float = POLL_TIMEOUT_S, stale_after: float = STALE_AFTER_S) -> None:
+                 timeout: float = POLL_TIMEOUT_S, stale_after: float = STALE_AFTER_S,
+                 unready_interval: float = UNREADY_POLL_INTERVAL_S) -> None:
         self.model_name = model_name
         self.model_store = model_store
         self._port_of = port_of
         self._key_of = key_of
         self.interval = interval
+        self.unready_interval = unready_interval
         self.timeout = timeout
         self.stale_after = stale_after
         self.snapshot = Snapshot(taken=-1e9, frontend_up=False, error="starting")
@@ -112,7 +118,8 @@ class ManagementPoller:
         while not self._stop.is_set():
             started = time.monotonic()
             self.snapshot = self.poll_once()
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            interval = self.interval if unready_reason(self.snapshot) is None else self.unready_interval
+            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
     def _get(self, path: str) -> tuple[int, Any]:
         key = self._key_of()

@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.readiness import POLL_INTERVAL_S, ReadinessServer
+from scripts.readiness import POLL_INTERVAL_S, UNREADY_POLL_INTERVAL_S, ReadinessServer
 
 KEY = "mgmt-key"
 
@@ -136,6 +136,25 @@ def test_polls_once_per_interval_whatever_the_probe_rate(running):
     # hundreds of probes meanwhile cost the management API nothing more.
     polls = (management.calls - before) / 2
     assert 1 <= polls <= elapsed / POLL_INTERVAL_S + 2
+
+
+def test_a_recovering_worker_is_noticed_within_the_fast_interval(running):
+    """Not ready, the poller looks every UNREADY_POLL_INTERVAL_S, so a worker that comes back
+    is in service well before the next regular poll would have seen it."""
+    management, server, base = running
+    management.default = describe(status="UNLOADING")
+    management.others = []
+    server.connect(management.port, KEY)
+    wait_status(base + "/health", 503)
+    before, started = management.calls, time.monotonic()
+    time.sleep(1.0)
+    polls = (management.calls - before) / 2
+    # More polls in that second than POLL_INTERVAL_S allows (ideally 1 / UNREADY_POLL_INTERVAL_S).
+    assert 1.0 / POLL_INTERVAL_S + 1 < polls <= 1.0 / UNREADY_POLL_INTERVAL_S + 2, polls
+    management.default = describe(status="READY")
+    recovered = time.monotonic()
+    wait_status(base + "/health", 200)
+    assert time.monotonic() - recovered < POLL_INTERVAL_S
 
 
 def test_v2_health_and_metadata(running):
