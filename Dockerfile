@@ -7,7 +7,7 @@
 # and name them (model_inputs/README.md):
 #   --build-arg MODEL_WEIGHTS=model_inputs/my.ckpt --build-arg MODEL_LABELS=model_inputs/labels.json
 #   --build-arg BUILD_MAR_ARGS="--preprocessing resize=256 crop=224 --golden model_inputs/golden"
-# Proven without a Docker engine by scripts/container_smoke.sh (podman; see README "Docker").
+# Proven without a Docker engine by scripts/container/container_smoke.sh (podman; see README "Docker").
 
 # bookworm, not the floating python:3.11-slim: that tag moved to Debian trixie (Aug 2025),
 # which has no openjdk-17 (TorchServe's tested Java); bookworm is also what the
@@ -29,8 +29,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=5000
 
 # Layer 1: the two system processes of the service: TorchServe's Java frontend and nginx.
+# curl: `podman kube play` runs the manifest's httpGet probes as `curl -f` inside the container
+# (the kubelet probes from outside and needs nothing in the image).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless nginx-light \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless nginx-light curl \
  && rm -rf /var/lib/apt/lists/*
 
 # Layer 2: PyTorch (largest, changes least), then layer 3: the rest of the pinned stack.
@@ -52,7 +54,7 @@ COPY model_inputs/ /app/model_inputs/
 ARG MODEL_WEIGHTS=""
 ARG MODEL_LABELS=""
 ARG BUILD_MAR_ARGS=""
-RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" MODEL_LABELS="$MODEL_LABELS" python scripts/build_mar.py --force $BUILD_MAR_ARGS \
+RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" MODEL_LABELS="$MODEL_LABELS" python -m scripts.archive.build_mar --force $BUILD_MAR_ARGS \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
 
 # Non-root; the image needs no writable path but RUN_DIR (/tmp/run): it runs with
@@ -66,4 +68,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
 
 # The supervisor is PID 1: it handles SIGTERM (drain nginx, then stop TorchServe), reaps
 # children, and exits non-zero if either process dies so the runtime restarts the container.
-ENTRYPOINT ["python", "scripts/service.py"]
+ENTRYPOINT ["python", "-m", "scripts.service.supervisor"]

@@ -193,7 +193,7 @@ class OpenVINOBackend:
             raise ValueError(f"BACKEND=openvino supports PRECISION fp32, bf16 or int8, not {precision!r}")
         if precision == "int8" and prebuilt is None:
             raise ValueError("PRECISION=int8 with BACKEND=openvino needs an archive built with "
-                             "scripts/build_mar.py --int8-calibration DIR (the quantised model is made there)")
+                             "scripts/archive/build_mar.py --int8-calibration DIR (the quantised model is made there)")
         try:
             openvino = _import_openvino_without_telemetry()
         except ImportError as exc:  # pragma: no cover - it is in requirements/runtime.txt
@@ -207,7 +207,7 @@ class OpenVINOBackend:
         core = openvino.Core()
         self.converted_from = "conversion"
         cached = converted_cache.find() if converted_cache else None
-        if prebuilt is not None:  # the int8 model quantised at archive build (scripts/openvino_int8.py)
+        if prebuilt is not None:  # the int8 model quantised at archive build (scripts/archive/openvino_int8.py)
             converted = core.read_model(str(prebuilt))
             self.converted_from = "archive"
         elif cached is not None:

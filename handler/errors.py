@@ -1,7 +1,8 @@
 """Typed request errors: one class per failure, each naming its HTTP status and code.
 
-Handler code raises these; ``error_body`` and the entry class turn them into responses in
-exactly one place. Messages are written for clients and never carry internals.
+Handler code raises these; the entry class turns them into statuses in exactly one place, and
+each wire format writes the body (handler/responses.py ``error_body`` for this service's JSON).
+Messages are written for clients and never carry internals.
 """
 
 from __future__ import annotations
@@ -71,7 +72,3 @@ class UnsupportedMediaType(ServiceError):
 class InternalError(ServiceError):
     """500: anything unexpected; the message is deliberately generic."""
 
-
-def error_body(error: ServiceError, request_id: str) -> dict:
-    """The JSON error body of config/openapi.json (Error): {"error": {"code", "message", "request_id"}}."""
-    return {"error": {"code": error.code, "message": error.message, "request_id": request_id}}

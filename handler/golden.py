@@ -2,7 +2,7 @@
 
 The synthetic self-test proves the weights are the archived ones; the golden set proves the
 whole path (decode, preprocessing, backend, precision) still classifies real inputs as well as
-it did at build time. ``scripts/build_mar.py --golden DIR`` records the accuracy the eager
+it did at build time. ``scripts/archive/build_mar.py --golden DIR`` records the accuracy the eager
 model reached; a worker whose accuracy falls below it minus the tolerance never serves.
 """
 

@@ -1,6 +1,6 @@
 """The archive's ``model_meta.json``: labels, preprocessing, weights provenance, self-test.
 
-Written by ``scripts/build_mar.py`` from the torchvision weights' own metadata and read
+Written by ``scripts/archive/build_mar.py`` from the torchvision weights' own metadata and read
 here by the handler, so nothing about the model is hard-coded in two places.
 """
 
@@ -44,7 +44,7 @@ class SelfTest:
 
 @dataclass(frozen=True)
 class Int8Model:
-    """The OpenVINO int8 model quantised at build (scripts/openvino_int8.py), if the archive has one:
+    """The OpenVINO int8 model quantised at build (scripts/archive/openvino_int8.py), if the archive has one:
     its file, its own sha256, and its logits on the self-test input (a tight check at start)."""
 
     file: str

@@ -1,4 +1,4 @@
-"""The classification pipeline without TorchServe: bytes -> tensor -> probabilities -> top-k.
+"""The classification pipeline without TorchServe: bytes -> tensor -> probabilities.
 
 The handler drives it per TorchServe batch; benchmarks and the GPU check drive it
 in-process. It owns the model metadata, the backend and the decode limits.
@@ -38,19 +38,6 @@ class ClassificationPipeline:
         """One forward pass over the batch; softmax over all classes, float32, shape (N, classes)."""
         logits = self.backend(torch.stack(tensors))
         return torch.softmax(logits.float(), dim=1)
-
-    def top_k(self, probabilities: torch.Tensor, k: int) -> list[dict]:
-        """The k most probable classes of one image, most probable first."""
-        values, indices = torch.topk(probabilities, k=min(k, probabilities.numel()))
-        return [
-            {
-                "rank": rank,
-                "class_id": int(index),
-                "label": self.meta.categories[int(index)],
-                "probability": round(float(value), 6),
-            }
-            for rank, (value, index) in enumerate(zip(values.tolist(), indices.tolist()), start=1)
-        ]
 
     def run_selftest(self, tolerance: float, expected_logits: tuple[float, ...] | None = None) -> SelfTestResult:
         """Recompute the archived self-test logits (or ``expected_logits``) with the loaded backend."""

@@ -9,6 +9,9 @@ Several images in one request: JSON ``{"images": [b64, ...]}``, or multipart fie
 ``file``, ``file_1``, ``file_2``, ... (TorchServe keeps only the last of repeated field
 names, so each image needs its own name). Such a request is answered with one result per
 image, in order; its images are checked one by one later, so one bad image fails alone.
+
+KServe v1's ``instances`` are read here too (``parse_kserve_instances``). handler/wire_formats.py
+wraps both parsers, with their formatters, as the PREDICT and KSERVE_V1 wire formats.
 """
 
 from __future__ import annotations

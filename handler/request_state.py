@@ -6,7 +6,7 @@ Kept out of the entry module: TorchServe's loader insists on exactly one class t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,6 +14,9 @@ from handler.errors import ServiceError
 from handler.pipeline import PreparedImage
 from handler.request_parsing import ParsedRequest
 from handler.result_cache import CachedResult
+
+if TYPE_CHECKING:
+    from handler.wire_formats import WireFormat
 
 
 @dataclass
@@ -45,8 +48,8 @@ class RequestState:
     items: list[ImageItem] = field(default_factory=list)
     error: ServiceError | None = None  # the whole request failed (one status for it)
     timing_ms: dict[str, float] = field(default_factory=dict)
-    wire: str = "v1"  # "v1" (this service's JSON) | "v2" (Open Inference Protocol, handler/wire_v2.py)
-    wire_request: Any = None  # the v2 request's id and requested output
+    wire: WireFormat | None = None  # how the request was read and is answered (handler/wire_formats.py)
+    wire_request: Any = None  # what else its format's parser read (v2: the request id and requested output)
 
     @property
     def multi(self) -> bool:

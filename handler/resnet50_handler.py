@@ -1,9 +1,14 @@
 """TorchServe entry point: the one class TorchServe's loader finds in this module.
 
-handle() runs preprocess -> inference -> postprocess over a TorchServe batch, the template
-method of TorchServe's own handlers, but every request keeps its own outcome: a bad image
-fails its request alone (a raised exception would fail the whole batch with 503), and
+The class keeps the worker's lifecycle (initialize: load, prove and warm the model) and the
+stages: handle() runs preprocess -> inference -> postprocess over a TorchServe batch, the
+template method of TorchServe's own handlers, but every request keeps its own outcome: a bad
+image fails its request alone (a raised exception would fail the whole batch with 503), and
 ``_respond_error`` is the single place where typed errors become HTTP statuses.
+
+What it delegates: reading requests and writing answers to their wire format
+(handler/wire_formats.py), the JSON bodies to handler/responses.py, logs and metrics to
+handler/observability.py.
 """
 
 from __future__ import annotations
@@ -14,28 +19,28 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from handler.backends import create_backend
-from handler.model_cache import cache_for_weights
 from handler.calibration import calibration_batches
 from handler.decoding import DecodeLimits
-from handler.errors import InternalError, ServiceError, error_body
-from handler.jsonlog import configure_logging
-from handler.metrics import HandlerMetrics
+from handler.errors import InternalError, ServiceError
 from handler.golden import evaluate as evaluate_golden_set
+from handler.model_cache import cache_for_weights
 from handler.model_meta import load_model_meta, mismatched_files
-from handler.pipeline import ClassificationPipeline
-from handler.request_parsing import (
-    is_health_probe,
-    normalise_headers,
-    parse_kserve_instances,
-    parse_request,
-    request_id_from,
+from handler.observability import (
+    HandlerMetrics,
+    LogThresholds,
+    configure_logging,
+    log_request_failed,
+    ms_since,
+    record_requests,
 )
+from handler.pipeline import ClassificationPipeline
+from handler.request_parsing import is_health_probe, normalise_headers, request_id_from
 from handler.request_state import ImageItem, RequestState
+from handler.responses import describe_body, health_body
 from handler.result_cache import CachedResult, ResultCache, content_key
 from handler.runtime_env import (
     configure_torch_threads,
@@ -44,15 +49,18 @@ from handler.runtime_env import (
     threads_per_worker,
 )
 from handler.selftest import SelfTestFailed
-from handler import wire_v2
 from handler.settings import HandlerSettings
 from handler.settings_table import SettingsError
+from handler.wire_formats import (
+    JSON_CONTENT_TYPE,
+    KSERVE_V1,
+    ModelFacts,
+    RequestLimits,
+    wire_format_for,
+)
 
-JSON_CONTENT_TYPE = "application/json"
-NEAR_LIMIT_FRACTION = 0.8
 REDUCED_PRECISION_TOLERANCE = {"bf16": 0.05, "fp16": 0.05, "int8": 0.15}
 INT8_OWN_LOGITS_TOLERANCE = 0.02
-LABELS_SHOWN = 100
 
 
 class ResNet50Handler:
@@ -192,69 +200,42 @@ class ResNet50Handler:
         return min(self.settings.default_top_k, self.pipeline.meta.num_classes)
 
     # ------------------------------------------------------------------- entry
-    def handle(self, data: list[dict], context: Any) -> list[str] | list[dict]:
-        """TorchServe's entry: one response string per request of the batch."""
+    def handle(self, data: list[dict], context: Any) -> list[str | bytes] | list[dict]:
+        """TorchServe's entry: one answer per request of the batch, in each request's wire format."""
         self.context = context
         if self.settings.request_envelope == "kserve":
-            return self.handle_kserve_instances(data)
+            # TorchServe's kserve envelope hands over one request's "instances" and wraps the list returned.
+            return KSERVE_V1.envelope_answer(self._run(KSERVE_V1.batch_from_envelope(data)))
+        return self._run(data)
+
+    def _run(self, data: list[dict]) -> list:
         states = self.preprocess(data)
         self.inference(states)
-        responses = self.postprocess(states)
-        self._record_metrics(states)
-        return responses
-
-    def handle_kserve_instances(self, instances: Any) -> list[dict]:
-        """Under KServe (v1), TorchServe's ``kserve`` envelope passes the ``instances`` of one
-        request and wraps what this returns as ``{"predictions": [...]}``: one result per
-        instance, in order, inferred as one batch, errors inline (as the multi-image forms)."""
-        started = time.perf_counter()
-        headers = normalise_headers(self._headers(0))
-        state = RequestState(index=0, request_id=request_id_from(headers, self._ts_request_id(0)), started=started)
-        try:
-            state.parsed = parse_kserve_instances(instances, self.default_top_k,
-                                                  self.pipeline.meta.num_classes, self.settings.max_images_per_request)
-        except ServiceError as error:
-            state.error = error
-        if state.error is None:
-            state.items = [self._new_item(position, image) for position, image in enumerate(state.parsed.images)]
-            self._decode_all([(state, item) for item in state.items if item.error is None and item.cached is None])
-            state.timing_ms["preprocess"] = _ms_since(started)
-            self.inference([state])  # sets state.error if the forward pass fails
-        if state.error is not None:
-            response = [json.loads(self._respond_error(state))]
-        else:
-            body = self._multi_prediction_body(state, time.perf_counter())
-            self._log_success(state, body)
-            response = body["results"]
-        self._record_metrics([state])
-        return response
+        answers = self.postprocess(states)
+        record_requests(self.metrics, states)
+        return answers
 
     # ----------------------------------------------------------------- stages
     def preprocess(self, data: list[dict]) -> list[RequestState]:
-        """Parse, decode, validate and transform each request; failures stay per request
-        (and, in the multi-image forms, per image)."""
+        """Parse (each request by its wire format's parser), decode, validate and transform;
+        failures stay per request (and, in the multi-image forms, per image)."""
+        limits = RequestLimits(self.default_top_k, self.pipeline.meta.num_classes,
+                               self.settings.max_images_per_request)
         states = []
         for index, request in enumerate(data):
             started = time.perf_counter()
             headers = normalise_headers(self._headers(index))
             state = RequestState(index=index, request_id=request_id_from(headers, self._ts_request_id(index)),
-                                 started=started)
+                                 started=started, wire=wire_format_for(headers, self.settings.request_envelope))
             states.append(state)
-            if headers.get("describe") == "True":
+            if state.wire.answers_probes and headers.get("describe") == "True":
                 state.kind = "describe"
                 continue
-            if is_health_probe(headers):
+            if state.wire.answers_probes and is_health_probe(headers):
                 state.kind = "health"
                 continue
             try:
-                if wire_v2.is_v2(headers):  # POST /v2/models/NAME/infer (nginx sets X-Wire-Format: v2)
-                    state.wire = "v2"
-                    state.wire_request = wire_v2.parse_infer_request(
-                        request or {}, headers, self.pipeline.meta.num_classes, self.settings.max_images_per_request)
-                    state.parsed = state.wire_request.parsed
-                else:
-                    state.parsed = parse_request(request or {}, headers, self.default_top_k,
-                                                 self.pipeline.meta.num_classes, self.settings.max_images_per_request)
+                state.parsed, state.wire_request = state.wire.parse(request or {}, headers, limits)
             except ServiceError as error:
                 state.error = error
             except Exception:  # noqa: BLE001 - a bug must not fail the rest of the batch
@@ -266,12 +247,13 @@ class ResNet50Handler:
         self._decode_all([(state, item) for state in states for item in state.items
                           if item.error is None and item.cached is None])
         for state in states:
+            if state.kind != "predict":
+                continue
             if state.parsed is not None and not state.multi and state.items[0].error is not None:
                 state.error = state.items[0].error  # a single image's error is the request's
-            if state.wire == "v2" and state.error is None:
-                state.error = wire_v2.first_image_error(state.items)  # one tensor: one bad image fails it
-            if state.kind == "predict":
-                state.timing_ms["preprocess"] = _ms_since(state.started)
+            if state.error is None:
+                state.error = state.wire.request_error(state.items)
+            state.timing_ms["preprocess"] = ms_since(state.started)
         return states
 
     def _new_item(self, position: int, image: bytes | ServiceError) -> ImageItem:
@@ -327,7 +309,7 @@ class ResNet50Handler:
             for state, _ in ready:
                 state.error = InternalError()
             return states
-        elapsed = _ms_since(started)
+        elapsed = ms_since(started)
         for (state, item), row in zip(ready, probabilities):
             item.probabilities = row
             state.timing_ms["inference"] = elapsed
@@ -336,219 +318,64 @@ class ResNet50Handler:
                 self.cache.put(item.cache_key, CachedResult(row, decoded.width, decoded.height, decoded.format))
         return states
 
-    def postprocess(self, states: list[RequestState]) -> list[str]:
-        """Top-k and the JSON body per request; statuses and content types set on the context."""
-        responses = []
+    def postprocess(self, states: list[RequestState]) -> list:
+        """Each request's answer, written by its wire format; statuses, content types and headers
+        set on the context."""
+        model = ModelFacts(self.model_name, self.model_version, self.pipeline.meta.weights.pretrained,
+                           self.pipeline.meta.categories)
+        answers = []
         for state in states:
             started = time.perf_counter()
             if state.kind == "describe":
-                responses.append(json.dumps(self.describe_handle()))
+                answers.append(json.dumps(self.describe_handle()))
                 continue
-            self.context.set_response_content_type(state.index, JSON_CONTENT_TYPE)
             if state.kind == "health":
-                responses.append(json.dumps(self._health_body(state.request_id)))
+                self.context.set_response_content_type(state.index, JSON_CONTENT_TYPE)
+                answers.append(json.dumps(health_body(self.model_name, self.model_version, model.pretrained,
+                                                      os.getpid(), state.request_id)))
                 continue
+            if state.wire.content_type is not None:
+                self.context.set_response_content_type(state.index, state.wire.content_type)
+            answer = None
+            if state.error is None:
+                _take_cached_probabilities(state)
+                try:
+                    answer = state.wire.answer(state, model, started)
+                except Exception:  # noqa: BLE001 - a formatter's bug fails its own request alone
+                    self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
+                    state.error = InternalError()
             if state.error is not None:
-                responses.append(self._respond_error(state))
+                answers.append(self._respond_error(state))
                 continue
-            if state.wire == "v2":
-                responses.append(self._v2_response(state, started))
-                continue
-            try:
-                body = self._multi_prediction_body(state, started) if state.multi \
-                    else self._prediction_body(state, started)
-            except Exception:  # noqa: BLE001
-                self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
-                state.error = InternalError()
-                responses.append(self._respond_error(state))
-                continue
-            responses.append(json.dumps(body))
-            self._log_success(state, body)
-        return responses
+            if answer.content_type is not None:
+                self.context.set_response_content_type(state.index, answer.content_type)
+            for key, value in answer.headers.items():
+                self.context.set_response_header(state.index, key, value)
+            answers.append(answer.payload)
+            state.wire.log_success(self.log, state, answer, self._log_thresholds())
+        return answers
 
     def describe_handle(self) -> dict:
         """The handler's part of /info (TorchServe's ``customizedMetadata``)."""
-        meta = self.pipeline.meta
-        return {
-            "architecture": meta.architecture,
-            "weights": meta.weights.to_dict(),
-            "pretrained": meta.weights.pretrained,
-            "num_classes": meta.num_classes,
-            "classes": {
-                "count": meta.num_classes,
-                "label_source": meta.labels_source,
-                # All of a custom model's labels; ImageNet's 1000 would drown the rest of /info.
-                "labels": list(meta.categories[:LABELS_SHOWN]),
-                "labels_truncated": meta.num_classes > LABELS_SHOWN,
-            },
-            "preprocessing": meta.preprocessing.to_dict(),
-            "preprocessing_source": meta.preprocessing_source,  # the reference, or build-time overrides
-            # The archive's int8 model (quantised at build); "runtime" says whether it serves.
-            "int8_model": meta.int8.to_dict() if meta.int8 else None,
-            "runtime": {
-                **self.pipeline.backend.describe(),
-                "threads_per_worker": self.threads,
-                "workers_configured": self.settings.workers,
-            },
-            "limits": {
-                "max_file_size": self.settings.max_file_size,
-                "max_image_pixels": self.settings.max_image_pixels,
-                "max_aspect_ratio": self.settings.max_aspect_ratio,
-                "top_k": {"min": 1, "max": meta.num_classes, "default": self.default_top_k},
-            },
-            "fast_jpeg_decode": self.settings.fast_jpeg_decode,
-            "result_cache": {"capacity": self.cache.capacity, "entries": len(self.cache),
-                             "hits": self.cache.hits, "misses": self.cache.misses},
-            "selftest": self.selftest,
-            "golden_set": self.golden_set,
-        }
+        runtime = {**self.pipeline.backend.describe(), "threads_per_worker": self.threads,
+                   "workers_configured": self.settings.workers}
+        cache = {"capacity": self.cache.capacity, "entries": len(self.cache),
+                 "hits": self.cache.hits, "misses": self.cache.misses}
+        return describe_body(self.pipeline.meta, runtime, self.settings, self.default_top_k, cache,
+                             self.selftest, self.golden_set)
 
     # ---------------------------------------------------------------- helpers
-    def _record_metrics(self, states: list[RequestState]) -> None:
-        predictions = [s for s in states if s.kind == "predict"]
-        if not predictions:
-            return
-        # Images in the forward pass: requests of the TorchServe batch times their images.
-        inferred = sum(1 for s in predictions for item in s.items
-                       if item.prepared is not None and item.probabilities is not None)
-        if inferred:
-            self.metrics.observe("resnet50_batch_size", inferred)
-        for state in predictions:
-            status = state.error.status if state.error else 200
-            self.metrics.observe("resnet50_requests_total", 1, str(status))
-            errors = [state.error] if state.error else [item.error for item in state.items if item.error]
-            for error in errors:
-                self.metrics.observe("resnet50_errors_total", 1, error.code)
-            if state.items:
-                self.metrics.observe("resnet50_image_bytes_total", state.image_bytes)
-            for stage in ("preprocess", "inference", "postprocess"):
-                if stage in state.timing_ms:
-                    self.metrics.observe(f"resnet50_{stage}_seconds", state.timing_ms[stage] / 1000.0)
-
-    def _respond_error(self, state: RequestState) -> str:
-        """The single place where a typed error becomes an HTTP status and JSON body."""
+    def _respond_error(self, state: RequestState) -> Any:
+        """The single place where a typed error becomes an HTTP status (its body is the format's)."""
         error = state.error
         self.context.set_response_status(error.status, error.code, state.index)
         self.context.set_response_header(state.index, "X-Error-Code", error.code)
-        self.log.error(error.message, extra={
-            "event": "request_failed", "request_id": state.request_id, "status": error.status,
-            "code": error.code, "latency_ms": _ms_since(state.started),
-            "image_bytes": state.image_bytes if state.items else None,
-        })
-        if state.wire == "v2":
-            return json.dumps(wire_v2.error_body(error, state.request_id))
-        return json.dumps(error_body(error, state.request_id))
+        log_request_failed(self.log, state)
+        return state.wire.error_payload(error, state.request_id)
 
-    def _v2_response(self, state: RequestState, started: float) -> bytes | str:
-        """The Open Inference Protocol answer (handler/wire_v2.py) for a request read by its parser."""
-        try:
-            rows = [self._probabilities_of(state, item) for item in state.items]
-            body, content_type, header_length = wire_v2.format_response(
-                state.wire_request, rows, self.pipeline.meta.categories, self.model_name, self.model_version)
-        except Exception:  # noqa: BLE001
-            self.log.error("postprocessing failed", exc_info=True, extra={"request_id": state.request_id})
-            state.error = InternalError()
-            return self._respond_error(state)
-        self.context.set_response_content_type(state.index, content_type)
-        if header_length is not None:
-            self.context.set_response_header(state.index, "Inference-Header-Content-Length", str(header_length))
-        state.timing_ms["postprocess"] = _ms_since(started)
-        latency = _ms_since(state.started)
-        self.log.log(logging.WARNING if latency > self.settings.slow_request_ms else logging.INFO, "prediction",
-                     extra={"event": "prediction", "request_id": state.request_id, "status": 200, "form": "v2",
-                            "latency_ms": round(latency, 2), "images": len(state.items),
-                            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
-                            "image_bytes": state.image_bytes, "binary": state.wire_request.output.binary,
-                            "classification": state.wire_request.output.classification})
-        return body
-
-    def _probabilities_of(self, state: RequestState, item: ImageItem):
-        if item.cached is not None:
-            state.timing_ms.setdefault("inference", 0.0)
-            return item.cached.probabilities
-        return item.probabilities
-
-    def _prediction_body(self, state: RequestState, started: float) -> dict:
-        item = state.items[0]
-        predictions = self._predictions(state, item)
-        state.timing_ms["postprocess"] = _ms_since(started)
-        body = {
-            "request_id": state.request_id,
-            "model": self._model_facts(),
-            "predictions": predictions,
-            "image": _image_facts(item),
-            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
-            "created_at": _utc_now(),
-        }
-        if item.cached is not None:
-            body["cached"] = True  # served from RESULT_CACHE_SIZE's cache: same bytes seen before
-        return body
-
-    def _multi_prediction_body(self, state: RequestState, started: float) -> dict:
-        """One result per image, in request order; a failed image carries its error inline."""
-        results = []
-        for item in state.items:
-            if item.error is not None:
-                results.append({"index": item.position, "status": item.error.status,
-                                "error": {"code": item.error.code, "message": item.error.message}})
-                continue
-            result = {"index": item.position, "status": 200, "predictions": self._predictions(state, item),
-                      "image": _image_facts(item)}
-            if item.cached is not None:
-                result["cached"] = True
-            results.append(result)
-        state.timing_ms["postprocess"] = _ms_since(started)
-        failed = sum(1 for result in results if result["status"] != 200)
-        return {
-            "request_id": state.request_id,
-            "model": self._model_facts(),
-            "results": results,
-            "summary": {"images": len(results), "succeeded": len(results) - failed, "failed": failed},
-            "timing_ms": {k: round(v, 2) for k, v in state.timing_ms.items()},
-            "created_at": _utc_now(),
-        }
-
-    def _predictions(self, state: RequestState, item: ImageItem) -> list[dict]:
-        if item.cached is not None:
-            item.probabilities = item.cached.probabilities
-            state.timing_ms.setdefault("inference", 0.0)
-        return self.pipeline.top_k(item.probabilities, state.parsed.top_k)
-
-    def _model_facts(self) -> dict:
-        return {"name": self.model_name, "version": self.model_version,
-                "pretrained": self.pipeline.meta.weights.pretrained}
-
-    def _health_body(self, request_id: str) -> dict:
-        return {
-            "status": "healthy",
-            "model": {"name": self.model_name, "version": self.model_version},
-            "pretrained": self.pipeline.meta.weights.pretrained,
-            "worker_pid": os.getpid(),
-            "request_id": request_id,
-        }
-
-    def _log_success(self, state: RequestState, body: dict) -> None:
-        latency = _ms_since(state.started)
-        images = [r["image"] for r in body["results"] if "image" in r] if state.multi else [body["image"]]
-        near_limit = (any(len(item.image_bytes) > NEAR_LIMIT_FRACTION * self.settings.max_file_size
-                          for item in state.items)
-                      or any(image["width"] * image["height"] > NEAR_LIMIT_FRACTION * self.settings.max_image_pixels
-                             for image in images))
-        slow = latency > self.settings.slow_request_ms
-        failed = [item.error.code for item in state.items if item.error is not None]
-        level = logging.WARNING if (near_limit or slow or failed) else logging.INFO
-        fields = {
-            "event": "prediction", "request_id": state.request_id, "status": 200,
-            "latency_ms": round(latency, 2), "timing_ms": body["timing_ms"], "image_bytes": state.image_bytes,
-            "form": state.parsed.source, "top_k": state.parsed.top_k, "near_limit": near_limit, "slow": slow,
-        }
-        if state.multi:
-            fields.update(images=len(state.items), failed_images=len(failed), image_errors=failed,
-                          cached=sum(1 for item in state.items if item.cached is not None))
-        else:
-            fields.update(image=body["image"], top1=body["predictions"][0]["class_id"],
-                          cached=state.items[0].cached is not None)
-        self.log.log(level, "prediction", extra=fields)
+    def _log_thresholds(self) -> LogThresholds:
+        return LogThresholds(self.settings.slow_request_ms, self.settings.max_file_size,
+                             self.settings.max_image_pixels)
 
     def _headers(self, index: int) -> dict:
         try:
@@ -563,14 +390,9 @@ class ResNet50Handler:
             return f"req-{index}"
 
 
-def _image_facts(item: ImageItem) -> dict:
-    source = item.cached if item.cached is not None else item.prepared.decoded
-    return {"width": source.width, "height": source.height, "format": source.format}
-
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _take_cached_probabilities(state: RequestState) -> None:
+    """Images answered from the result cache skipped the forward pass: their rows come from it."""
+    for item in state.items:
+        if item.cached is not None:
+            item.probabilities = item.cached.probabilities
+            state.timing_ms.setdefault("inference", 0.0)

@@ -1,7 +1,7 @@
 """The handler's deployment settings, read from the worker's environment.
 
 Model facts (labels, preprocessing, weights) come from the archive; these are the knobs
-an operator turns per deployment. ``scripts/service.py`` passes them to TorchServe, whose
+an operator turns per deployment. ``scripts/service/supervisor.py`` passes them to TorchServe, whose
 workers inherit its environment.
 """
 

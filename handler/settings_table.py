@@ -1,6 +1,6 @@
 """The one table of settings: name, default, help, and what a valid value is.
 
-Read by the supervisor (scripts/settings.py: defaults, .env, environment; validated at start)
+Read by the supervisor (scripts/service/settings.py: defaults, .env, environment; validated at start)
 and by the handler in each TorchServe worker (handler/settings.py), which gets this file in the
 archive and imports nothing of the supervisor's. README's configuration table and .env.example
 mirror it (tests/unit/test_settings.py keeps them in step, and fails on any variable the code
@@ -106,7 +106,7 @@ RULES: dict[str, Rule] = {
     "LOG_FORMAT": Rule("choice", choices=("json", "text"), worker=True),
     "SELFTEST_TOLERANCE": Rule("float", 0.0, 1.0, worker=True),
     "SLOW_REQUEST_MS": _int(1, 3_600_000, worker=True),
-    "TS_INFERENCE_PORT": Rule(),  # auto or a port (scripts/ports.py)
+    "TS_INFERENCE_PORT": Rule(),  # auto or a port (scripts/service/ports.py)
     "TS_MANAGEMENT_PORT": Rule(),
     "TS_METRICS_PORT": Rule(),
     "TS_GRPC_INFERENCE_PORT": Rule(),

@@ -1,12 +1,12 @@
 """The Open Inference Protocol v2 (KServe v2, Triton) as one more wire format around the same stages.
 
 nginx sends ``POST /v2/models/NAME[/versions/V]/infer`` to the same TorchServe endpoint as
-``/predict`` with ``X-Wire-Format: v2``; the handler then reads the body with
+``/predict`` with ``X-Wire-Format: v2``; the handler's stages then read the body with
 ``parse_infer_request`` (into the usual ``ParsedRequest``: every image of the request in one forward
-pass, the multi-image path) and writes the answer with ``format_response``. Nothing here knows
-TorchServe.
+pass, the multi-image path) and write the answer with ``format_response``, both through
+``OPEN_INFERENCE_V2`` in handler/wire_formats.py. Nothing here knows TorchServe.
 
-The model as the protocol sees it (also served by scripts/readiness.py as model metadata):
+The model as the protocol sees it (also served by scripts/service/readiness.py as model metadata):
 
 - input ``image``: BYTES, shape ``[-1]``, each element one encoded image (JPEG, PNG, ...);
 - output ``probabilities``: FP32, shape ``[-1, classes]``, the softmax over every class.

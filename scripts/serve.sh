@@ -13,4 +13,4 @@ case "${1:-}" in
 esac
 PY="${VENV_DIR:-.venv}/bin/python"
 [ -x "$PY" ] || PY=python3
-exec "$PY" scripts/service.py "$@"
+exec "$PY" -m scripts.service.supervisor "$@"

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
 
-from scripts import build_mar  # noqa: E402
+from scripts.archive import build_mar
 
 
 def make_model_dir(target: Path, state: dict, source: str = "random-init:seed=0", pretrained: bool = False) -> Path:
@@ -54,9 +52,9 @@ def tampered_model_dir(tmp_path_factory, model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory):
-    """scripts/demo_model.py's small ResNet-50 that really classifies (4 synthetic classes),
+    """scripts/archive/demo_model.py's small ResNet-50 that really classifies (4 synthetic classes),
     as a Lightning-style checkpoint with index_to_name.json, golden and held-out images."""
-    from scripts.demo_model import build_demo_model
+    from scripts.archive.demo_model import build_demo_model
 
     return build_demo_model(tmp_path_factory.mktemp("demo_model"))
 
@@ -64,7 +62,7 @@ def demo_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_archive(demo_model, tmp_path_factory) -> Path:
     """The demo model archived by build_mar with its labels, preprocessing and golden set."""
-    from scripts.demo_model import PREPROCESSING_ARGS
+    from scripts.archive.demo_model import PREPROCESSING_ARGS
 
     store = tmp_path_factory.mktemp("demo_store")
     return build_mar.build(str(demo_model.checkpoint), "demo", "1.0", store, labels_file=str(demo_model.labels),

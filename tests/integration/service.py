@@ -16,20 +16,9 @@ from pathlib import Path
 
 import requests
 
+from tests.support import free_ports, wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None) -> dict[str, str]:
@@ -107,12 +96,14 @@ class RunningService:
     def wait_for_logs(self, predicate, count: int = 1, timeout: float = 10.0) -> list[dict]:
         """Log lines matching ``predicate``, waiting for at least ``count`` (they are written
         after the response, by another process, through the supervisor's relay)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [line for line in self.log_lines() if predicate(line)]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.1)
+        found: list[dict] = []
+
+        def enough() -> bool:
+            found[:] = [line for line in self.log_lines() if predicate(line)]
+            return len(found) >= count
+
+        wait_until(enough, timeout)
+        return found
 
     def stop(self) -> subprocess.CompletedProcess:
         return subprocess.run([str(REPO_ROOT / "scripts" / "serve.sh"), "--stop"], env=self.env,
@@ -158,7 +149,7 @@ def variant_archive(source: Path, target_dir: Path, replace: dict[str, bytes]) -
 
 @dataclass
 class ForegroundService:
-    """scripts/service.py in the foreground, as a container runtime or supervisor would run it."""
+    """scripts/service/supervisor.py in the foreground, as a container runtime or supervisor would run it."""
 
     process: subprocess.Popen
     service: RunningService
@@ -192,7 +183,7 @@ def start_foreground(run_dir: Path, model_store: Path, extra_env: dict[str, str]
     env = service_env(run_dir, model_store, extra_env)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = (run_dir / "service.log").open("ab")
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "service.py")], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "scripts.service.supervisor"], env=env,
                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     service = RunningService(env=env, base_url=f"http://127.0.0.1:{env['PORT']}", run_dir=run_dir,
                              model_store=model_store)

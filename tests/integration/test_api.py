@@ -9,7 +9,7 @@ import psutil
 import pytest
 import requests
 
-from tests.images import bomb_png, jpeg_bytes, png_bytes
+from tests.support import bomb_png, jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 from tests.integration.service import raw_http, start_service
 
 pytestmark = pytest.mark.integration

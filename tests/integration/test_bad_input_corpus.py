@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.images import animated_gif, bomb_png, encode, jpeg_bytes, noise_image, png_bytes
+from tests.support import animated_gif, bomb_png, encode, jpeg_bytes, noise_image, png_bytes
 from tests.integration.service import raw_http
 
 pytestmark = pytest.mark.integration

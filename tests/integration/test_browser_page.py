@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 from tests.integration.service import REPO_ROOT
 
 pytestmark = pytest.mark.integration

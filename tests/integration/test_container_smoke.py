@@ -1,4 +1,4 @@
-"""The real Dockerfile, built with podman and run as production does (scripts/container_smoke.sh).
+"""The real Dockerfile, built with podman and run as production does (scripts/container/container_smoke.sh).
 
 Opt-in: the build installs PyTorch with pip inside the image. Measured on the 2-core build
 machine: about 5.5 minutes from a cold cache, about 35 s when the image is cached.
@@ -6,7 +6,7 @@ Run it with
 
     CONTAINER_SMOKE=1 scripts/test.sh tests/integration/test_container_smoke.py
 
-as root on Debian (the script apt-installs podman & co.); or run scripts/container_smoke.sh
+as root on Debian (the script apt-installs podman & co.); or run scripts/container/container_smoke.sh
 directly and read test-artifacts/container_smoke.json.
 """
 
@@ -42,7 +42,7 @@ def smoke() -> tuple[subprocess.CompletedProcess, dict]:
     # Kept after the run (test-artifacts/ is gitignored): the README quotes the last result.
     report_path = Path(os.environ.get("SMOKE_REPORT", REPO_ROOT / "test-artifacts" / "container_smoke.json"))
     report_path.unlink(missing_ok=True)
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "container_smoke.sh")], cwd=REPO_ROOT,
+    result = subprocess.run([str(REPO_ROOT / "scripts" / "container" / "container_smoke.sh")], cwd=REPO_ROOT,
                             env={**os.environ, "SMOKE_REPORT": str(report_path)},
                             capture_output=True, text=True, timeout=3000, check=False)
     assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

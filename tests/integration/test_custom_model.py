@@ -12,7 +12,7 @@ import sys
 import pytest
 import requests
 
-from scripts.demo_model import CLASSES, PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
+from scripts.archive.demo_model import CLASSES, PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
 from tests.integration.service import REPO_ROOT, start_foreground, start_service, variant_archive
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,10 @@ def custom(demo_model, tmp_path_factory):
     base = tmp_path_factory.mktemp("custom")
     store = base / "store"
     build = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py"), "--weights", str(demo_model.checkpoint),
+        [sys.executable, "-m", "scripts.archive.build_mar", "--weights", str(demo_model.checkpoint),
          "--labels", str(demo_model.labels), "--preprocessing", *PREPROCESSING_ARGS, "--golden", str(demo_model.golden),
          "--name", "resnet50", "--version", "1.0", "--output-dir", str(store)],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert build.returncode == 0, build.stderr
     assert [p.name for p in store.iterdir()] == ["resnet50.mar"]
     running = start_service(base / "run", store, watch_health=False)

@@ -1,6 +1,6 @@
 """Worst days: a slow model, a killed worker, a killed frontend, SIGTERM under load, bad weights.
 
-Each test group runs its own service (scripts/service.py in the foreground, as a container
+Each test group runs its own service (scripts/service/supervisor.py in the foreground, as a container
 runtime would) so it can break it without disturbing the other tests.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import requests
 import torch
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes, wait_until
 from tests.integration.service import REPO_ROOT, start_foreground, variant_archive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,16 +33,6 @@ def health(base: str, path: str = "/health") -> tuple[int, dict]:
         return response.status_code, response.json()
     except requests.RequestException as error:
         return 0, {"error": str(error)}
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ def test_slow_inference_gets_504_json_and_the_worker_survives(slow_service):
     # the deep check, through the queue, sees the worker free again once it finishes the slow job
     # (TorchServe's own timeout is far longer) and it serves on.
     assert health(base)[0] == 200
-    assert wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
+    assert wait_until(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
     assert requests.post(base + "/predict", data=IMAGE, timeout=30).status_code == 200
     assert worker_pid(base) == pid
 
@@ -91,7 +81,7 @@ def test_v2_infer_timeout_is_504_in_the_protocols_error(slow_service):
                              timeout=30)
     assert response.status_code == 504, response.text
     assert response.json()["error"] and response.json()["code"] == "timeout" and response.headers["Retry-After"]
-    assert wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
+    assert wait_until(lambda: health(base, "/health?deep=1")[0] == 200, timeout=15)
 
 
 def test_killed_worker_answers_in_flight_requests_and_recovers(slow_service):
@@ -103,7 +93,7 @@ def test_killed_worker_answers_in_flight_requests_and_recovers(slow_service):
         time.sleep(0.8)  # the first is sleeping inside the worker, the rest are queued
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        unhealthy = wait_for(lambda: health(base)[0] == 503, timeout=5)
+        unhealthy = wait_until(lambda: health(base)[0] == 503, timeout=5)
         responses = [f.result() for f in futures]
     assert unhealthy, "/health did not say 503 while the worker was gone"
     # The request inside the dying worker gets 503; queued ones wait for the next worker and
@@ -116,14 +106,14 @@ def test_killed_worker_answers_in_flight_requests_and_recovers(slow_service):
             assert response.json()["error"]["code"] == expected_codes[response.status_code]
             assert response.headers["Retry-After"]
     assert any(r.status_code == 503 for r in responses), [r.status_code for r in responses]
-    recovered = wait_for(lambda: health(base)[0] == 200, timeout=30, interval=0.5)
+    recovered = wait_until(lambda: health(base)[0] == 200, timeout=30, interval=0.5)
     assert recovered, "no ready worker 30 s after the kill"
     recovery_s = time.monotonic() - killed_at
     assert worker_pid(base) != pid
     # Ready means a READY worker, not an idle one: the new worker first works off the jobs queued
     # before the kill (their clients already had 504 here, REQUEST_TIMEOUT being 3 s against 2 s
     # each); the deep check, through the queue, says when that backlog is gone.
-    drained = wait_for(lambda: health(base, "/health?deep=1")[0] == 200, timeout=30, interval=0.5)
+    drained = wait_until(lambda: health(base, "/health?deep=1")[0] == 200, timeout=30, interval=0.5)
     assert drained, "the queue left by the dead worker did not drain"
     drained_s = time.monotonic() - killed_at
     results = [requests.post(base + "/predict", data=IMAGE, timeout=30).status_code for _ in range(5)]
@@ -156,7 +146,7 @@ def test_killed_frontend_fails_health_fast_and_exits_nonzero(service, tmp_path_f
         assert len(java) == 1
         java[0].kill()
         killed_at = time.monotonic()
-        assert wait_for(lambda: health(base)[0] != 200, timeout=3, interval=0.05)
+        assert wait_until(lambda: health(base)[0] != 200, timeout=3, interval=0.05)
         assert time.monotonic() - killed_at <= 3
         assert running.process.wait(timeout=60) == 1
     finally:

@@ -29,7 +29,8 @@ import psutil
 import pytest
 import requests
 
-from tests.integration.service import REPO_ROOT, copy_checkout, free_ports
+from tests.integration.service import REPO_ROOT, copy_checkout
+from tests.support import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def test_metrics_route_is_read_only(service):
 
 
 def test_readiness_gauges_are_appended(service):
-    """scripts/readiness.py's gauges follow TorchServe's text in the same scrape (for the HPA's
+    """scripts/service/readiness.py's gauges follow TorchServe's text in the same scrape (for the HPA's
     Pods metric, deploy/kubernetes/hpa.yaml): queue depth, READY workers, readiness."""
     samples = scrape(service)
     assert samples["resnet50_workers_ready{ModelName=resnet50}"] >= 1

@@ -1,4 +1,4 @@
-"""Zero-downtime version switches (scripts/deploy_model.py) under continuous load through :PORT,
+"""Zero-downtime version switches (scripts/manage/deploy_model.py) under continuous load through :PORT,
 on an instance of its own (its own model store), so the shared instance keeps version 1.0."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 from tests.integration.service import REPO_ROOT, start_service, variant_archive
 
 pytestmark = pytest.mark.integration
@@ -81,8 +81,8 @@ class Load:
 
 
 def deploy(running, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "deploy_model.py"), *args],
-                          env=running.env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "scripts.manage.deploy_model", *args],
+                          env=running.env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
 
 
 def assert_switched_once(load: Load, old: str, new: str) -> None:
@@ -161,15 +161,15 @@ def test_management_api_needs_the_token(versioned):
 def test_switch_between_a_1000_class_and_a_4_class_model_under_load(versioned, demo_model, tmp_path):
     """A custom model is just another version: the 4-class demo model replaces the ImageNet one
     under load with zero failed requests, answers with its own labels, and rolls back."""
-    from scripts.demo_model import CLASSES, PREPROCESSING_ARGS
+    from scripts.archive.demo_model import CLASSES, PREPROCESSING_ARGS
 
     running, _ = versioned
     before = info(running)["default"]
     build = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "build_mar.py"), "--weights", str(demo_model.checkpoint),
+        [sys.executable, "-m", "scripts.archive.build_mar", "--weights", str(demo_model.checkpoint),
          "--labels", str(demo_model.labels), "--preprocessing", *PREPROCESSING_ARGS, "--name", "resnet50",
          "--version", "4.0", "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert build.returncode == 0, build.stderr
 
     with Load(running.base_url) as load:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.images import jpeg_bytes, png_bytes
+from tests.support import jpeg_bytes, png_bytes
 from tests.integration.service import REPO_ROOT
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.images import jpeg_bytes, png_bytes
+from tests.support import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.integration
 

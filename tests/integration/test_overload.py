@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

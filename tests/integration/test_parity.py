@@ -15,7 +15,7 @@ import torchvision
 from PIL import Image
 from torchvision.models import ResNet50_Weights
 
-from tests.images import encode, noise_image
+from tests.support import encode, noise_image
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""scripts/predict.py against the live service: a directory, a glob and a fake .jpg in every
+"""scripts/client/predict.py against the live service: a directory, a glob and a fake .jpg in every
 output format. (Retries, Retry-After and an unreachable service: tests/unit/test_predict_client.py.)"""
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import encode, jpeg_bytes, noise_image, png_bytes
+from tests.support import encode, jpeg_bytes, noise_image, png_bytes
 from tests.integration.service import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = REPO_ROOT / "scripts" / "predict.py"
+CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as the README does
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def run_client(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=180,
+    return subprocess.run([sys.executable, *CLIENT, *args], capture_output=True, text=True, timeout=180,
                           cwd=REPO_ROOT, env={**os.environ, **(env or {})})
 
 

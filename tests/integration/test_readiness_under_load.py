@@ -1,6 +1,6 @@
 """Readiness that does not cascade: under 40 concurrent /predict clients (more than MAX_INFLIGHT, so
 nginx sheds some with 503 overloaded), GET /health keeps answering 200 within 0.5 s: it is answered
-from the management API's worker states (scripts/readiness.py), never through TorchServe's job
+from the management API's worker states (scripts/service/readiness.py), never through TorchServe's job
 queue. The old deep check (/health?deep=1, through the queue) is measured beside it for contrast,
 GET /live stays 200, and the queue-depth gauge on /metrics sees the queued work."""
 
@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.images import jpeg_bytes
+from tests.support import jpeg_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

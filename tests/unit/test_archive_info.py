@@ -4,7 +4,7 @@ import json
 import shutil
 import zipfile
 
-from scripts.archive_info import REPO_ROOT, archive_is_stale, handler_fingerprint
+from scripts.archive.archive_info import REPO_ROOT, archive_is_stale, handler_fingerprint
 
 
 def write_archive(path, meta):

@@ -65,7 +65,7 @@ def test_int8_is_quantised_and_close_to_fp32(model_dir, parity_batch):
     assert int((logits.argmax(1) == reference.argmax(1)).sum()) >= 6
     assert backend.describe()["precision"] == "int8"
     refusals = {"eager": "int8 needs BACKEND=openvino .* or BACKEND=torchscript",
-                "openvino": "needs an archive built with scripts/build_mar.py --int8-calibration"}
+                "openvino": "needs an archive built with scripts/archive/build_mar.py --int8-calibration"}
     for name, message in refusals.items():
         with pytest.raises(ValueError, match=message):
             create_backend(name, model_dir / meta.weights.file, meta.architecture, meta.num_classes,
@@ -75,7 +75,7 @@ def test_int8_is_quantised_and_close_to_fp32(model_dir, parity_batch):
 def test_calibration_from_a_folder(tmp_path):
     from handler.calibration import calibration_batches
     from handler.transforms import PreprocessSpec
-    from tests.images import jpeg_bytes, png_bytes
+    from tests.support import jpeg_bytes, png_bytes
 
     spec = PreprocessSpec(232, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     for i in range(3):

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from scripts.benchmark import (PeerInstance, main, markdown, parse_concurrency, plot, pool_rounds,  # noqa: E402
-                               sample_image)
+from scripts import REPO_ROOT as REPO
+from scripts.bench.benchmark import (PeerInstance, main, markdown, parse_concurrency, plot, pool_rounds,
+                                     sample_image)
 
 
 def level(concurrency, ok, seconds, latencies, errors=None):
@@ -43,14 +41,13 @@ def test_gpu_pipeline_script_dry_run_on_cpu(tmp_path):
     """The GPU machine has neither TorchServe nor OpenVINO: run the script with both made
     unimportable (a None entry in sys.modules makes `import` raise ImportError)."""
     out = tmp_path / "gpu.json"
-    script = REPO / "scripts" / "gpu_pipeline_bench.py"
     arguments = ["--device", "cpu", "--batches", "1,2", "--seconds", "0.2", "--decode-threads", "2", "--out", str(out)]
     runner = ("import runpy, sys\n"
               "for name in ('ts', 'openvino'):\n"
               "    sys.modules[name] = None\n"
-              f"sys.argv = [{str(script)!r}] + {arguments!r}\n"
-              f"runpy.run_path({str(script)!r}, run_name='__main__')\n")
-    result = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+              f"sys.argv = ['gpu_pipeline_bench'] + {arguments!r}\n"
+              "runpy.run_module('scripts.bench.gpu_pipeline_bench', run_name='__main__', alter_sys=True)\n")
+    result = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert set(report["model_only"]) == {"fp32", "bf16"}
@@ -146,7 +143,7 @@ PEER_PYTHON = REPO / ".venv-bench-kserve" / "bin" / "python"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PEER_PYTHON.exists(), reason="the peer's venv is made by scripts/benchmark.sh --prepare-peer")
+@pytest.mark.skipif(not PEER_PYTHON.exists(), reason="the peer's venv is made by scripts/bench/benchmark.sh --prepare-peer")
 def test_kserve_peer_predictor_matches_eager_torchvision(tmp_path):
     """The peer's predictor (run in its own venv) gives the probabilities of a plain eager
     torchvision ResNet-50 on the same weights and image: it serves the same model."""
@@ -165,7 +162,7 @@ def test_kserve_peer_predictor_matches_eager_torchvision(tmp_path):
         expected = torch.softmax(model(transform(Image.open(io.BytesIO(image)).convert("RGB"))[None]), 1)[0]
     payload = PeerInstance.request_body(image).decode()
     runner = ("import json, sys\n"
-              f"sys.path.insert(0, {str(REPO / 'scripts')!r})\n"
+              f"sys.path.insert(0, {str(REPO / 'scripts' / 'bench')!r})\n"
               "from kserve_peer import ResNet50Classifier\n"
               f"model = ResNet50Classifier('resnet50', {str(tmp_path / 'weights.pt')!r}, "
               f"{str(tmp_path / 'labels.json')!r})\n"

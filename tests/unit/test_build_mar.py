@@ -1,4 +1,4 @@
-"""scripts/build_mar.py and its input readers: every accepted weights form, every refusal (one
+"""scripts/archive/build_mar.py and its input readers: every accepted weights form, every refusal (one
 line, exit 1, no traceback, nothing left in the model store), labels and preprocessing options."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pytest
 import torch
 import torchvision
 
-from scripts import build_mar
-from scripts.checkpoint import CheckpointError, load_resnet50_weights
-from scripts.golden_set import GoldenSetError, collect_golden_set
-from scripts.labels import LabelsError, resolve_labels
-from scripts.preprocessing_options import PreprocessingError, preprocessing_from_overrides
+from scripts.archive import build_mar
+from scripts.archive.checkpoint import CheckpointError, load_resnet50_weights
+from scripts.archive.golden_set import GoldenSetError, collect_golden_set
+from scripts.archive.labels import LabelsError, resolve_labels
+from scripts.archive.preprocessing_options import PreprocessingError, preprocessing_from_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -214,7 +214,7 @@ def test_bad_preprocessing_overrides(pairs, expected):
 
 # ------------------------------------------------------------------------------ golden set
 def test_golden_set_folders_map_to_classes(tmp_path):
-    from tests.images import png_bytes
+    from tests.support import png_bytes
 
     for folder in ("dog", "2", "class_1"):
         (tmp_path / folder).mkdir()
@@ -231,7 +231,7 @@ def test_golden_set_folders_map_to_classes(tmp_path):
     ({}, "no class subfolders"),
 ])
 def test_bad_golden_sets(tmp_path, layout, expected):
-    from tests.images import png_bytes
+    from tests.support import png_bytes
 
     root = tmp_path / "golden"
     root.mkdir()
@@ -270,9 +270,9 @@ def test_cli_refusals_are_one_line_and_leave_the_store_as_it_was(tmp_path, r50_4
 
 def test_cli_refusal_as_a_process(tmp_path):
     path = saved(tmp_path, "r18.pth", torchvision.models.resnet18(weights=None).state_dict())
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "build_mar.py"), "--force", "--weights", str(path),
+    result = subprocess.run([sys.executable, "-m", "scripts.archive.build_mar", "--force", "--weights", str(path),
                              "--output-dir", str(tmp_path / "store")], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "ENV_FILE": str(tmp_path / "no.env")})
+                            cwd=REPO, env={**os.environ, "ENV_FILE": str(tmp_path / "no.env")})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == ("build_mar: error: r18.pth is a ResNet-18 state dict, not a ResNet-50 "
                                      "(expected bottleneck blocks 3-4-6-3 and fc over 2048 features)")

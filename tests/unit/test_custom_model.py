@@ -11,8 +11,8 @@ import pytest
 
 from handler.resnet50_handler import ResNet50Handler
 from handler.selftest import SelfTestFailed
-from scripts.demo_model import CLASSES, classify, dataset, eager_from_checkpoint
-from tests.unit.fake_context import FakeContext
+from scripts.archive.demo_model import CLASSES, classify, dataset, eager_from_checkpoint
+from tests.unit.ts_context import failed_statuses, worker_context
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def demo_dir(demo_archive, tmp_path_factory):
 @pytest.fixture(scope="module")
 def handler(demo_dir):
     h = ResNet50Handler()
-    h.initialize(FakeContext(demo_dir))
+    h.initialize(worker_context(demo_dir))
     return h
 
 
@@ -39,7 +39,7 @@ def png(image) -> bytes:
 
 
 def predict(handler, demo_dir, body: bytes, headers: dict | None = None):
-    context = FakeContext(demo_dir, [headers or {}])
+    context = worker_context(demo_dir, [headers or {}])
     (reply,) = handler.handle([{"body": body}], context)
     return context, json.loads(reply)
 
@@ -61,7 +61,7 @@ def test_answers_carry_the_archive_labels_and_default_to_every_class(handler, de
 def test_top_k_is_bounded_by_the_class_count(handler, demo_dir):
     image, _ = dataset("heldout")[1]
     context, body = predict(handler, demo_dir, png(image), {"X-Top-K": "5"})
-    assert context.status == {0: (400, "invalid_top_k")}
+    assert failed_statuses(context) == {0: (400, "invalid_top_k")}
     assert body["error"]["message"] == "top_k must be between 1 and 4, got 5."
     _, body = predict(handler, demo_dir, png(image), {"X-Top-K": "4"})
     assert len(body["predictions"]) == 4
@@ -100,7 +100,7 @@ def test_a_golden_set_below_its_recorded_accuracy_never_serves(demo_dir, tmp_pat
     (broken / "model_meta.json").write_text(json.dumps(meta))
     handler = ResNet50Handler()
     with pytest.raises(SelfTestFailed, match=r"golden set accuracy 0\.\d+ \(\d+/12\) is below the build-time"):
-        handler.initialize(FakeContext(broken))
+        handler.initialize(worker_context(broken))
     assert not handler.initialized
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(line["level"] == "CRITICAL" and line["event"] == "model_load_failed" for line in lines)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from handler.decoding import ALPHA_BACKGROUND, DecodeLimits, decode_image, sniff_format, to_rgb
 from handler.errors import InvalidImage, MissingImage, PayloadTooLarge, UnsupportedMediaType
-from tests.images import animated_gif, bomb_png, encode, exif_rotated_jpeg, jpeg_bytes, noise_image, png_bytes
+from tests.support import animated_gif, bomb_png, encode, exif_rotated_jpeg, jpeg_bytes, noise_image, png_bytes
 
 
 @pytest.mark.parametrize("fmt, options", [

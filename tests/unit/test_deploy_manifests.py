@@ -3,7 +3,7 @@
 No cluster and no network: the Kubernetes objects are validated with kubernetes-validate's bundled
 schemas (strict: unknown fields are errors), the KServe InferenceService with a subset of KServe's CRD
 schema kept in tests/fixtures/kserve_inferenceservice_schema.json, and the consistency checks read the
-Dockerfile and scripts/settings.py. Each consistency check is also run against a deliberately broken
+Dockerfile and scripts/service/settings.py. Each consistency check is also run against a deliberately broken
 copy of the manifests, so a check that can never fail is caught too.
 """
 
@@ -23,8 +23,8 @@ import yaml
 from yamllint import linter as yamllint_linter
 from yamllint.config import YamlLintConfig
 
-from scripts.readiness import ManagementPoller, Responder
-from scripts.settings import DEFAULTS
+from scripts.service.readiness import ManagementPoller, Responder
+from scripts.service.settings import DEFAULTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -147,7 +147,7 @@ def inside(path: str, directory: str) -> bool:
 
 
 def exported_gauges() -> set[str]:
-    """The gauges scripts/readiness.py appends to GET /metrics (read from its own output)."""
+    """The gauges scripts/service/readiness.py appends to GET /metrics (read from its own output)."""
     poller = ManagementPoller("resnet50", REPO_ROOT, lambda: 0, lambda: None)
     return {line.split()[2] for line in Responder(poller).metrics().splitlines()
             if line.startswith("# TYPE ") and line.endswith(" gauge")}
@@ -340,7 +340,7 @@ def kserve_problems(isvc: dict, properties: dict[str, str], deployment: dict,
         problems.append(f"model_snapshot has no version {version!r} (MODEL_VERSION) of {name!r}")
         entry = {}
     if entry and entry.get("marName") != f"{name}.mar":
-        problems.append(f"marName {entry.get('marName')!r} != {name}.mar (what scripts/build_mar.py writes)")
+        problems.append(f"marName {entry.get('marName')!r} != {name}.mar (what scripts/archive/build_mar.py writes)")
     if entry and entry.get("defaultVersion") is not True:
         problems.append("the model version is not defaultVersion")
     workers = int(env.get("WORKERS", defaults["WORKERS"]))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from handler.decoding import DecodeLimits, decode_image
 from handler.errors import ServiceError
 from handler.request_parsing import parse_kserve_instances, parse_request
-from tests.images import animated_gif, encode, jpeg_bytes, noise_image, png_bytes
+from tests.support import animated_gif, encode, jpeg_bytes, noise_image, png_bytes
 
 SEEDS = {
     "jpeg": jpeg_bytes(48, 32),
@@ -78,7 +78,7 @@ def test_mutated_valid_images(data):
 
 def test_fuzzing_memory_stays_bounded():
     """Peak RSS growth over a burst of hostile inputs stays far below a full bomb decode."""
-    from tests.images import bomb_png
+    from tests.support import bomb_png
 
     bombs = [bomb_png(w, h) for w, h in ((20000, 20000), (8000, 6000), (30000, 1), (3000, 1400))]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -1,4 +1,4 @@
-"""The entry class end to end with a fake TorchServe context and a random-weights archive dir."""
+"""The entry class end to end with TorchServe's own Context and a random-weights archive dir."""
 
 import base64
 import json
@@ -8,8 +8,8 @@ import torch
 
 from handler.resnet50_handler import ResNet50Handler
 from handler.selftest import SelfTestFailed
-from tests.images import jpeg_bytes, png_bytes
-from tests.unit.fake_context import FakeContext
+from tests.support import jpeg_bytes, png_bytes
+from tests.unit.ts_context import failed_statuses, worker_context
 
 MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
 
@@ -17,12 +17,12 @@ MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
 @pytest.fixture(scope="module")
 def handler(model_dir):
     h = ResNet50Handler()
-    h.initialize(FakeContext(model_dir))
+    h.initialize(worker_context(model_dir))
     return h
 
 
 def run(handler, model_dir, requests, headers):
-    context = FakeContext(model_dir, headers)
+    context = worker_context(model_dir, headers)
     return context, [json.loads(r) for r in handler.handle(requests, context)]
 
 
@@ -50,9 +50,9 @@ def test_mixed_batch_keeps_per_request_outcomes(handler, model_dir):
     assert len(bodies[2]["predictions"]) == 2 and bodies[2]["image"]["format"] == "PNG"
     assert [bodies[i]["error"]["code"] for i in (1, 3, 4)] == ["unsupported_media_type", "invalid_json",
                                                                "invalid_top_k"]
-    assert context.status == {1: (415, "unsupported_media_type"), 3: (400, "invalid_json"),
-                              4: (400, "invalid_top_k")}
-    assert all(ct == "application/json" for ct in context.content_type.values())
+    assert failed_statuses(context) == {1: (415, "unsupported_media_type"), 3: (400, "invalid_json"),
+                                        4: (400, "invalid_top_k")}
+    assert all(context.get_response_content_type(i) == "application/json" for i in range(len(requests)))
     assert bodies[4]["error"]["request_id"] == "ts-4"  # no proxy header: TorchServe's own id
 
 
@@ -100,20 +100,21 @@ def test_inference_failure_answers_500_for_the_batch_only(handler, model_dir, mo
     context, bodies = run(handler, model_dir, [{"body": jpeg_bytes()}, {"body": b"text"}], [{}, {}])
     assert bodies[0]["error"]["code"] == "internal_error"
     assert "secret" not in bodies[0]["error"]["message"]
-    assert context.status[0][0] == 500 and context.response_headers[0]["X-Error-Code"] == "internal_error"
+    assert context.get_response_status(0)[0] == 500
+    assert context.get_response_headers(0)["X-Error-Code"] == "internal_error"
     assert bodies[1]["error"]["code"] == "unsupported_media_type"
 
 
 def test_tampered_weights_never_serve(tampered_model_dir):
     handler = ResNet50Handler()
     with pytest.raises(SelfTestFailed):
-        handler.initialize(FakeContext(tampered_model_dir))
+        handler.initialize(worker_context(tampered_model_dir))
     assert not handler.initialized
 
 
 def test_tampered_weights_log_critical(tampered_model_dir, capsys):
     with pytest.raises(SelfTestFailed):
-        ResNet50Handler().initialize(FakeContext(tampered_model_dir))
+        ResNet50Handler().initialize(worker_context(tampered_model_dir))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any(line["level"] == "CRITICAL" and line["event"] == "model_load_failed" for line in lines)
 
@@ -143,7 +144,7 @@ def test_changed_weights_never_serve_at_any_precision(model_dir, tmp_path, monke
     monkeypatch.setenv("PRECISION", "int8")
     handler = ResNet50Handler()
     with pytest.raises(SelfTestFailed, match="sha256"):
-        handler.initialize(FakeContext(changed))
+        handler.initialize(worker_context(changed))
     assert not handler.initialized
 
 
@@ -154,7 +155,7 @@ def test_selftest_still_catches_wrong_logits_when_the_hash_matches(model_dir, tm
         model_dir, tmp_path,
         lambda s: s.__setitem__("layer4.2.conv3.weight", s["layer4.2.conv3.weight"] * 1.5), rerecord_hash=True)
     with pytest.raises(SelfTestFailed, match="relative error"):
-        ResNet50Handler().initialize(FakeContext(changed))
+        ResNet50Handler().initialize(worker_context(changed))
 
 
 def test_result_cache_is_off_by_default(handler, model_dir):
@@ -167,7 +168,7 @@ def test_result_cache_is_off_by_default(handler, model_dir):
 def test_result_cache_serves_identical_bytes(model_dir, monkeypatch):
     monkeypatch.setenv("RESULT_CACHE_SIZE", "2")
     cached_handler = ResNet50Handler()
-    cached_handler.initialize(FakeContext(model_dir))
+    cached_handler.initialize(worker_context(model_dir))
     image = jpeg_bytes(70, 50, seed=4)
     _, (first,) = run(cached_handler, model_dir, [{"body": image}], [{"X-Top-K": "3"}])
     _, (second,) = run(cached_handler, model_dir, [{"body": image}], [{"X-Top-K": "5"}])
@@ -196,7 +197,7 @@ def test_several_images_one_request_one_batch(handler, model_dir, monkeypatch):
         [{"Content-Type": "application/json", "X-Request-ID": "multi"}, MULTIPART])
 
     assert forward_sizes == [4]  # the good images of both requests: one forward pass
-    assert context.status == {}  # partial failures are inline: the requests themselves succeed
+    assert failed_statuses(context) == {}  # partial failures are inline: the requests themselves succeed
     assert from_json["request_id"] == "multi"
     assert [r["index"] for r in from_json["results"]] == [0, 1, 2]
     assert [r["status"] for r in from_json["results"]] == [200, 400, 200]
@@ -219,14 +220,14 @@ def test_too_many_images_fails_the_request(handler, model_dir, monkeypatch):
     monkeypatch.setattr(handler, "settings", handler.settings.__class__(max_images_per_request=2))
     body = json.dumps({"images": [base64.b64encode(png_bytes()).decode()] * 3}).encode()
     context, (reply,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
-    assert context.status == {0: (400, "too_many_images")}
+    assert failed_statuses(context) == {0: (400, "too_many_images")}
     assert reply["error"]["code"] == "too_many_images" and "At most 2" in reply["error"]["message"]
 
 
 def test_all_images_bad_is_still_one_answer_per_image(handler, model_dir):
     body = json.dumps({"images": ["", "%%%"]}).encode()
     context, (reply,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
-    assert context.status == {}
+    assert failed_statuses(context) == {}
     assert [r["error"]["code"] for r in reply["results"]] == ["missing_image", "invalid_image"]
     assert reply["summary"] == {"images": 2, "succeeded": 0, "failed": 2}
 
@@ -241,7 +242,7 @@ def test_kserve_v1_instances_through_torchserves_own_envelope(handler, model_dir
     instances = [{"data": base64.b64encode(good).decode(), "top_k": 3}, {"b64": "not base64 !"},
                  {"data": {"b64": base64.b64encode(png_bytes()).decode()}}, base64.b64encode(b"text").decode()]
     # As KServe's model server sends it: TorchServe decodes the JSON body into the request dict.
-    context = FakeContext(model_dir, [{"Content-Type": "application/json"}])
+    context = worker_context(model_dir, [{"Content-Type": "application/json"}])
     (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"instances": instances}}], context)
     json.dumps(reply)  # TorchServe serialises it as it is
     results = reply["predictions"]
@@ -251,7 +252,7 @@ def test_kserve_v1_instances_through_torchserves_own_envelope(handler, model_dir
     assert [p["class_id"] for p in results[0]["predictions"]] == [p["class_id"] for p in alone["predictions"]]
     # Bytes from a KServe transformer are JSON too.
     raw = json.dumps({"instances": instances[:1]}).encode()
-    (reply,) = KServeEnvelope(handler.handle).handle([{"data": raw}], FakeContext(model_dir))
+    (reply,) = KServeEnvelope(handler.handle).handle([{"data": raw}], worker_context(model_dir, [{}]))
     assert reply["predictions"][0]["status"] == 200
 
 
@@ -259,10 +260,34 @@ def test_kserve_v1_request_without_instances_is_400(handler, model_dir, monkeypa
     from ts.torch_handler.request_envelope.kserve import KServeEnvelope
 
     monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
-    context = FakeContext(model_dir)
+    context = worker_context(model_dir, [{}])
     (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"inputs": []}}], context)
-    assert context.status == {0: (400, "missing_image")}
+    assert failed_statuses(context) == {0: (400, "missing_image")}
+    assert context.get_response_headers(0) == {"X-Error-Code": "missing_image"}  # no content type of ours
     assert reply["predictions"][0]["error"]["code"] == "missing_image"
+
+
+def test_kserve_v1_runs_the_same_stages_as_the_multi_image_form(handler, model_dir, monkeypatch):
+    """KServe v1 is a parser and a formatter around the stages, not a pipeline of its own: its
+    instances go through preprocess, inference and postprocess and answer what /predict's
+    {"images": [...]} answers for the same images."""
+    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
+
+    images = [base64.b64encode(jpeg_bytes(80, 60, seed=s)).decode() for s in (7, 8)] + ["%%%"]
+    body = json.dumps({"images": images, "top_k": 2}).encode()
+    _, (multi,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
+    stages = []
+    for stage in ("preprocess", "inference", "postprocess"):
+        original = getattr(handler, stage)
+        monkeypatch.setattr(handler, stage, lambda states, _stage=stage, _original=original:
+                            stages.append(_stage) or _original(states))
+    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
+    instances = [{"data": image, "top_k": 2} for image in images]
+    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"instances": instances}}],
+                                                     worker_context(model_dir, [{}]))
+    assert stages == ["preprocess", "inference", "postprocess"]
+    assert reply["predictions"][:2] == multi["results"][:2]
+    assert reply["predictions"][2]["error"]["code"] == multi["results"][2]["error"]["code"] == "invalid_image"
 
 
 def test_parallel_decode_matches_one_thread(handler, model_dir, monkeypatch):

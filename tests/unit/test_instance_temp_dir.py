@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from scripts.service import UNIX_SOCKET_PATH_MAX, instance_temp_dir
+from scripts.service.supervisor import UNIX_SOCKET_PATH_MAX, instance_temp_dir
 
 
 def test_a_short_run_dir_keeps_its_own_tmp(tmp_path):

@@ -1,4 +1,4 @@
-"""The benchmark's load generation (scripts/loadgen.py): arrival schedules, nearest-rank
+"""The benchmark's load generation (scripts/bench/loadgen.py): arrival schedules, nearest-rank
 percentiles, the open-loop runner's accounting (latency from the intended send time, late and
 dropped sends, errors) and the CSV / JSON writers."""
 
@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,9 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from scripts.loadgen import (CSV_FIELDS, arrival_offsets, csv_rows, latency_summary, parse_fractions,  # noqa: E402
+from scripts.bench.loadgen import (CSV_FIELDS, arrival_offsets, csv_rows, latency_summary, parse_fractions,
                              parse_rates, percentile, pool_open_rounds, public, run_open_level, write_csv,
                              write_json)
 

@@ -16,9 +16,9 @@ from handler.model_meta import load_model_meta
 from handler.resnet50_handler import ResNet50Handler
 from handler.selftest import SelfTestFailed
 from handler.transforms import PreprocessSpec
-from scripts import build_mar
-from scripts.demo_model import PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
-from scripts.openvino_int8 import CalibrationError, calibration_inputs
+from scripts.archive import build_mar
+from scripts.archive.demo_model import PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
+from scripts.archive.openvino_int8 import CalibrationError, calibration_inputs
 
 SPEC = PreprocessSpec(128, 112, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

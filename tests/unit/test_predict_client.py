@@ -1,4 +1,4 @@
-"""scripts/predict.py without the real service: inputs, backoff, output formats, and the retry
+"""scripts/client/predict.py without the real service: inputs, backoff, output formats, and the retry
 loop against a scripted local HTTP server (503/429 with Retry-After, dropped connections)."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts import predict
-from scripts.predict import (
+from scripts.client import predict
+from scripts.client.predict import (
     ClientOptions,
     InputError,
     PredictionResult,
@@ -41,11 +41,11 @@ from scripts.predict import (
     retry_delay,
     want_progress,
 )
-from tests.images import jpeg_bytes, png_bytes
-from tests.integration.service import free_ports
+from tests.support import jpeg_bytes, png_bytes
+from tests.support import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "predict.py"
+CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as the README does
 
 PREDICTIONS = [
     {"rank": 1, "class_id": 281, "label": "tabby", "probability": 0.8312},
@@ -459,7 +459,7 @@ def test_server_down_exits_3_with_one_clear_line_and_no_traceback(tmp_path: Path
     url = f"http://127.0.0.1:{port}"
     for index in range(3):
         (tmp_path / f"more{index}.png").write_bytes(png_bytes(seed=index))
-    result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--url", url, "--format", "jsonl"],
+    result = subprocess.run([sys.executable, *CLIENT, str(tmp_path), "--url", url, "--format", "jsonl"],
                             capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert result.returncode == 3
     assert result.stdout == ""
@@ -471,7 +471,7 @@ def test_forced_progress_bar_goes_to_stderr_and_stdout_stays_jsonl(tmp_path: Pat
     for index in range(3):
         (tmp_path / f"img{index}.jpg").write_bytes(jpeg_bytes(seed=index))
     with ScriptedServer([(200, {}, ok_body())]) as server:
-        result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--url", server.url,
+        result = subprocess.run([sys.executable, *CLIENT, str(tmp_path), "--url", server.url,
                                  "--format", "jsonl", "--progress"],
                                 capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
@@ -481,7 +481,7 @@ def test_forced_progress_bar_goes_to_stderr_and_stdout_stays_jsonl(tmp_path: Pat
     assert "3/3" in result.stderr and "img" in result.stderr
     # Without --progress and with a non-terminal stderr: no bar at all.
     with ScriptedServer([(200, {}, ok_body())]) as server:
-        quiet = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--url", server.url],
+        quiet = subprocess.run([sys.executable, *CLIENT, str(tmp_path), "--url", server.url],
                                capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert len(quiet.stdout.splitlines()) == 4  # header + 3 rows
@@ -500,8 +500,8 @@ def test_concurrency_is_bounded_and_table_csv_keep_input_order(tmp_path: Path):
 
 
 def test_help_describes_formats_and_exit_status():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run([sys.executable, *CLIENT, "--help"], capture_output=True, text=True,
+                            timeout=30, cwd=REPO_ROOT)
     assert result.returncode == 0
     for text in ("--top-k", "--concurrency", "--retries", "--api-key", "X-API-Key", "PREDICT_URL",
                  "jsonl", "csv", "Retry-After", "3 service unreachable"):

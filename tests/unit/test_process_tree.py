@@ -1,4 +1,4 @@
-"""The memory report's process-tree split (scripts/process_tree.py): a fake supervisor tree
+"""The memory report's process-tree split (scripts/bench/process_tree.py): a fake supervisor tree
 sorted into its parts, and the real readers on this test's own processes."""
 
 import os
@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from scripts.process_tree import (classify, descendants, import_rss_mb, split_rss, supervisor_pid,  # noqa: E402
+from scripts.bench.process_tree import (classify, descendants, import_rss_mb, split_rss, supervisor_pid,
                                   tree_cpu_seconds, tree_memory)
 
 MB = 1024 * 1024
@@ -28,7 +27,7 @@ def fake_tree(pss=True):
     p = (lambda v: v) if pss else (lambda v: None)
     return [
         proc(1, 0, "systemd", ["/sbin/init"], 10, p(5)),
-        proc(100, 1, "python", [VENV_PY, "scripts/service.py"], 60, p(40)),
+        proc(100, 1, "python", [VENV_PY, "-m", "scripts.service.supervisor"], 60, p(40)),
         proc(101, 100, "python", [VENV_PY, "-m", "ts.model_server", "--start", "--foreground"], 30, p(20)),
         proc(102, 101, "java", ["/usr/lib/jvm/bin/java", "-Xmx512m", "org.pytorch.serve.ModelServer"], 280, p(270)),
         proc(103, 102, "python", [VENV_PY, "/srv/app/.venv/lib/ts/model_service_worker.py", "--sock-type", "unix"],
@@ -72,7 +71,7 @@ def test_a_subtree_root_counts_only_what_is_below_it():
 
 
 def test_a_tree_without_jvm_workers_or_nginx_has_no_service_subtotal():
-    peer = [proc(7, 1, "python", ["/v/bin/python", "scripts/kserve_peer.py", "--http_port", "9"], 900, 880)]
+    peer = [proc(7, 1, "python", ["/v/bin/python", "scripts/bench/kserve_peer.py", "--http_port", "9"], 900, 880)]
     split = split_rss(peer, 7)
     assert list(split["parts"]) == ["kserve_server"] and split["total_rss_mb"] == 900
     assert split["service_rss_mb"] is None and split["service_pss_mb"] is None
@@ -88,7 +87,7 @@ def test_classification_by_command_line():
     assert classify(launcher, 1) == "torchserve_launcher"
     assert classify({"pid": 5, "name": "python", "cmdline": ["/v/bin/python", "app.py", "torchserve"]}, 1) == "other"
     assert classify({"pid": 5, "name": "python", "cmdline": ["/v/bin/torchserve", "--start"]}, 1) == "torchserve_launcher"
-    assert classify({"pid": 5, "name": "python", "cmdline": ["py", "scripts/kserve_peer.py"]}, 5) == "kserve_server"
+    assert classify({"pid": 5, "name": "python", "cmdline": ["py", "scripts/bench/kserve_peer.py"]}, 5) == "kserve_server"
     assert classify({"pid": 5, "name": "bash", "cmdline": ["bash"]}, 5) == "supervisor"
     assert classify({"pid": 6, "name": "bash", "cmdline": ["bash"]}, 5) == "other"
 

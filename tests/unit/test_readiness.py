@@ -1,4 +1,4 @@
-"""scripts/readiness.py against a scripted stand-in of TorchServe's management API: readiness from the
+"""scripts/service/readiness.py against a scripted stand-in of TorchServe's management API: readiness from the
 workers' states (never the job queue), liveness, the v2 health and metadata routes, the gauges."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.readiness import POLL_INTERVAL_S, UNREADY_POLL_INTERVAL_S, ReadinessServer
+from scripts.service.readiness import POLL_INTERVAL_S, UNREADY_POLL_INTERVAL_S, ReadinessServer
+from tests.support import wait_until
 
 KEY = "mgmt-key"
 
@@ -84,12 +85,14 @@ def running(store):
 
 
 def wait_status(url: str, status: int, timeout: float = 4.0) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(url, headers={"X-Request-ID": "probe-1"}, timeout=2)
-        if response.status_code == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
+    responses: list[requests.Response] = []
+
+    def answered() -> bool:
+        responses.append(requests.get(url, headers={"X-Request-ID": "probe-1"}, timeout=2))
+        return responses[-1].status_code == status
+
+    wait_until(answered, timeout, interval=0.05)
+    return responses[-1]
 
 
 def test_not_ready_until_connected_then_ready_from_worker_states(running):

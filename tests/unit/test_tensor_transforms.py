@@ -1,13 +1,13 @@
 """The tensor (GPU-capable) transform stays close to the PIL reference. Checked here on the CPU,
 where decode_jpeg is libjpeg-turbo like PIL's, so this isolates the resize; on CUDA nvJPEG's
-IDCT may add a level: scripts/gpu_pipeline_bench.py measures that on the GPU."""
+IDCT may add a level: scripts/bench/gpu_pipeline_bench.py measures that on the GPU."""
 
 import torch
 
 from handler.decoding import decode_image
-from handler.tensor_transforms import jpegs_to_batch
+from scripts.bench.tensor_transforms import jpegs_to_batch
 from handler.transforms import PreprocessSpec, to_model_input
-from tests.images import encode, exif_rotated_jpeg, noise_image
+from tests.support import encode, exif_rotated_jpeg, noise_image
 
 SPEC = PreprocessSpec(232, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 

@@ -5,7 +5,7 @@ import torch
 from torchvision.models import ResNet50_Weights
 
 from handler.transforms import PreprocessSpec, to_model_input
-from tests.images import noise_image
+from tests.support import noise_image
 
 REFERENCE = ResNet50_Weights.IMAGENET1K_V2.transforms()
 SPEC = PreprocessSpec.from_torchvision(REFERENCE)

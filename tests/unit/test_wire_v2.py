@@ -1,5 +1,5 @@
 """The Open Inference Protocol v2 wire format (handler/wire_v2.py): requests built and answers read
-with tritonclient's own (de)serialisation, then the handler end to end with a fake context."""
+with tritonclient's own (de)serialisation, then the handler end to end with TorchServe's own Context."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from tritonclient.utils import serialize_byte_tensor
 from handler import wire_v2
 from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage, TooManyImages, UnsupportedMediaType
 from handler.resnet50_handler import ResNet50Handler
-from tests.images import jpeg_bytes, png_bytes
-from tests.unit.fake_context import FakeContext
+from tests.support import jpeg_bytes, png_bytes
+from tests.unit.ts_context import failed_statuses, worker_context
 
 V2 = {"X-Wire-Format": "v2"}
 IMAGES = [jpeg_bytes(120, 90, seed=1), png_bytes(64, 48)]
@@ -160,7 +160,7 @@ def test_id_is_left_out_when_the_request_has_none():
 @pytest.fixture(scope="module")
 def handler(model_dir):
     h = ResNet50Handler()
-    h.initialize(FakeContext(model_dir))
+    h.initialize(worker_context(model_dir))
     return h
 
 
@@ -172,12 +172,12 @@ def test_handler_answers_v2_like_predict(handler, model_dir, monkeypatch):
     body, headers = triton_request(IMAGES, request_id="req-7")
     k_body, k_headers = triton_request(IMAGES, binary_input=False,
                                        outputs=[InferRequestedOutput("probabilities", class_count=3)])
-    context = FakeContext(model_dir, [headers, k_headers, {"X-Top-K": "3"}])
+    context = worker_context(model_dir, [headers, k_headers, {"X-Top-K": "3"}])
     v2, classified, predict = handler.handle([{"body": body}, {"body": k_body}, {"body": IMAGES[0]}], context)
     assert forward_sizes == [5]  # every image of the three requests, one forward pass
-    assert context.status == {}
-    length = int(context.response_headers[0]["Inference-Header-Content-Length"])
-    assert context.content_type[0] == "application/octet-stream"
+    assert failed_statuses(context) == {}
+    length = int(context.get_response_headers(0)["Inference-Header-Content-Length"])
+    assert context.get_response_content_type(0) == "application/octet-stream"
     result = InferResult.from_response_body(v2, header_length=length)
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (2, handler.pipeline.meta.num_classes)
@@ -186,7 +186,7 @@ def test_handler_answers_v2_like_predict(handler, model_dir, monkeypatch):
     assert [int(i) for i in np.argsort(-probabilities[0])[:3]] == [p["class_id"] for p in top]
     assert [round(float(probabilities[0][p["class_id"]]), 6) for p in top] == [p["probability"] for p in top]
     strings = InferResult.from_response_body(
-        classified, header_length=int(context.response_headers[1]["Inference-Header-Content-Length"])
+        classified, header_length=int(context.get_response_headers(1)["Inference-Header-Content-Length"])
     ).as_numpy("probabilities")
     assert [s.decode() for s in strings[0]] == [f"{p['probability']:f}:{p['class_id']}:{p['label']}" for p in top]
 
@@ -197,9 +197,9 @@ def test_handler_answers_v2_like_predict(handler, model_dir, monkeypatch):
 ])
 def test_handler_v2_bad_image_fails_the_request_with_the_protocols_error(handler, model_dir, images, status, code):
     body, headers = triton_request(images)
-    context = FakeContext(model_dir, [{**headers, "X-Request-ID": "bad-1"}])
+    context = worker_context(model_dir, [{**headers, "X-Request-ID": "bad-1"}])
     (response,) = handler.handle([{"body": body}], context)
-    assert context.status[0][0] == status
+    assert context.get_response_status(0)[0] == status
     error = json.loads(response)
     assert isinstance(error["error"], str) and "Element 1" in error["error"]
     assert error["code"] == code and error["request_id"] == "bad-1"
@@ -207,6 +207,6 @@ def test_handler_v2_bad_image_fails_the_request_with_the_protocols_error(handler
 
 def test_handler_without_the_wire_header_reads_predicts_forms(handler, model_dir):
     body, headers = triton_request(IMAGES[:1], binary_input=False)
-    context = FakeContext(model_dir, [{"Content-Type": "application/json"}])
+    context = worker_context(model_dir, [{"Content-Type": "application/json"}])
     (response,) = handler.handle([{"body": body}], context)
-    assert context.status[0][0] == 400 and json.loads(response)["error"]["code"] == "missing_image"
+    assert context.get_response_status(0)[0] == 400 and json.loads(response)["error"]["code"] == "missing_image"

@@ -1,0 +1,85 @@
+"""What many tests need: free loopback ports, waiting until something is true, and test
+images generated in memory (every format and mode the service must accept)."""
+
+from __future__ import annotations
+
+import io
+import time
+from typing import Callable, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from scripts.service.ports import free_loopback_ports
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now (the supervisor's own chooser)."""
+    return free_loopback_ports(count, avoid=set())
+
+
+def wait_until(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
+    """``probe()``'s first truthy value within ``timeout`` seconds, else its last value (falsy).
+    Tests assert on the result, so a timeout fails where the condition is stated."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def noise_image(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    """A deterministic image with structure (gradients + noise), in the requested mode."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
+                     ((x + y) * 127 // max(width + height - 2, 1))], axis=-1)
+    noisy = np.clip(base + rng.integers(-40, 40, size=base.shape), 0, 255).astype(np.uint8)
+    image = Image.fromarray(noisy)
+    if mode == "RGB":
+        return image
+    if mode == "I;16":
+        grey = np.asarray(image.convert("L"), dtype=np.uint16) * 257
+        return Image.fromarray(grey)  # uint16 -> I;16
+    if mode in ("RGBA", "LA"):
+        converted = image.convert(mode)
+        alpha = Image.fromarray((noisy[..., 0] // 2 + 64).astype(np.uint8), "L")
+        converted.putalpha(alpha)
+        return converted
+    return image.convert(mode)
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def jpeg_bytes(width: int = 64, height: int = 48, seed: int = 0, **options) -> bytes:
+    return encode(noise_image(width, height, seed=seed), "JPEG", quality=90, **options)
+
+
+def png_bytes(width: int = 64, height: int = 48, mode: str = "RGB", seed: int = 0) -> bytes:
+    return encode(noise_image(width, height, mode=mode, seed=seed), "PNG")
+
+
+def exif_rotated_jpeg(width: int = 80, height: int = 40, orientation: int = 6) -> bytes:
+    image = noise_image(width, height)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, "JPEG", exif=exif.tobytes())
+
+
+def animated_gif(width: int = 40, height: int = 30, frames: int = 3) -> bytes:
+    images = [noise_image(width, height, seed=i).convert("P") for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=50, loop=0)
+    return buffer.getvalue()
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny file declaring a huge pixel count (a decompression bomb)."""
+    return encode(Image.new("1", (width, height)), "PNG", optimize=True)
