@@ -78,8 +78,11 @@ def read_weights_file(path: Path) -> tuple[object, str]:
     if size == 0:
         raise CheckpointError(f"weights file {path.name} is empty (0 bytes); expected a PyTorch .pt/.pth file")
     if zipfile.is_zipfile(path):
-        if _is_torchscript(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if _is_torchscript(names):
             return _read_torchscript(path), "torchscript"
+        _refuse_other_zip(path.name, names)
     elif head.startswith(b"PK"):
         raise CheckpointError(f"{path.name} is a damaged zip archive (truncated or corrupt?); expected a complete "
                               "file written by torch.save or torch.jit.save")
@@ -89,11 +92,21 @@ def read_weights_file(path: Path) -> tuple[object, str]:
     return _torch_load(path), "torch.save"
 
 
-def _is_torchscript(path: Path) -> bool:
+def _is_torchscript(names: list[str]) -> bool:
     """torch.jit.save archives carry compiled code and constants beside the tensors."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
     return any(name.endswith("/constants.pkl") for name in names) and any("/code/" in name for name in names)
+
+
+def _refuse_other_zip(name: str, names: list[str]) -> None:
+    """torch.save writes a zip whose entries sit in one folder with a data.pkl; any other zip
+    (a TorchServe archive, a zipped folder) is named for what it is instead of torch's error."""
+    if "MAR-INF/MANIFEST.json" in names:
+        raise CheckpointError(f"{name} is a TorchServe model archive (.mar), not a weights file; expected the "
+                              "state dict it was built from (serve the .mar itself by putting it in MODEL_STORE)")
+    if not any(entry.count("/") == 1 and entry.endswith("/data.pkl") for entry in names):
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "") if names else "nothing"
+        raise CheckpointError(f"{name} is a zip archive but not one written by torch.save (it holds {shown}); "
+                              "expected a state dict saved with torch.save, or a TorchScript module")
 
 
 def _read_torchscript(path: Path) -> dict:

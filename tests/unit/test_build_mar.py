@@ -148,6 +148,25 @@ def test_truncated_and_missing_files(tmp_path, r50_4):
     assert "does not exist" in refusal(CheckpointError, lambda: load_resnet50_weights(tmp_path / "nope.pth"))
 
 
+def test_other_zip_archives_are_named_for_what_they_are(tmp_path):
+    """A .mar given as weights, or a zipped folder: one line saying what the file is, not
+    torch's internal error."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "resnet50.mar", "w") as archive:
+        archive.writestr("MAR-INF/MANIFEST.json", "{}")
+        archive.writestr("weights.pt", b"")
+    assert refusal(CheckpointError, lambda: load_resnet50_weights(tmp_path / "resnet50.mar")) == (
+        "resnet50.mar is a TorchServe model archive (.mar), not a weights file; expected the state dict it was "
+        "built from (serve the .mar itself by putting it in MODEL_STORE)")
+    with zipfile.ZipFile(tmp_path / "folder.zip", "w") as archive:
+        archive.writestr("run/weights.pth", b"x")
+        archive.writestr("run/notes.txt", b"y")
+    message = refusal(CheckpointError, lambda: load_resnet50_weights(tmp_path / "folder.zip"))
+    assert message.startswith("folder.zip is a zip archive but not one written by torch.save (it holds "
+                              "run/weights.pth, run/notes.txt)"), message
+
+
 def test_containers_without_a_state_dict(tmp_path):
     assert "holds a list, not a dict of tensors" in refusal(
         CheckpointError, lambda: load_resnet50_weights(saved(tmp_path, "list.pth", [1, 2])))
