@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from ts.context import Context
 
 from handler.model_meta import load_model_meta
 from handler.resnet50_handler import ResNet50Handler
@@ -19,15 +18,9 @@ from handler.transforms import PreprocessSpec
 from scripts.archive import build_mar
 from scripts.archive.demo_model import PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
 from scripts.archive.openvino_int8 import CalibrationError, calibration_inputs
+from tests.unit.ts_context import worker_context
 
 SPEC = PreprocessSpec(128, 112, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-
-def worker_context(model_dir: Path) -> Context:
-    context = Context("resnet50", str(model_dir), {"model": {"modelName": "resnet50", "modelVersion": "1.0"}},
-                      1, None, "0.12.0")
-    context.system_properties.update({"model_dir": str(model_dir), "batch_size": 4})
-    return context
 
 
 @pytest.fixture(scope="module")
