@@ -96,6 +96,7 @@ RULES: dict[str, Rule] = {
     "API_KEYS": Rule(),
     "API_KEYS_FILE": Rule(),
     "METRICS_ALLOW": Rule(),
+    "METRICS_PORT": Rule(),  # empty or a port (scripts/service/settings.py)
     "MAX_FILE_SIZE": _int(1024, 1 << 30, worker=True),
     "MAX_IMAGES_PER_REQUEST": _int(1, 256, worker=True),
     "MAX_IMAGE_PIXELS": _int(1, 1 << 31, worker=True),
@@ -164,6 +165,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("API_KEYS_FILE", "", "File with one API key per line (# comments allowed), added to API_KEYS."),
     Setting("METRICS_ALLOW", "127.0.0.1,::1", "Comma-separated addresses/CIDRs allowed to read GET /metrics "
             "through the proxy (others get 404); 'none' hides the route."),
+    Setting("METRICS_PORT", "", "Serve GET /metrics on this port of BIND_ADDRESS (still METRICS_ALLOW only) and "
+            "not on PORT, for a Prometheus that scrapes pods while a Service or Ingress routes PORT only; "
+            "empty = on PORT."),
     Setting("MAX_FILE_SIZE", "10485760", "Largest request body in bytes (nginx answers 413 above it)."),
     Setting("MAX_IMAGES_PER_REQUEST", "16", "Most images in one multi-image request (JSON \"images\" or multipart "
             "file, file_1, ...); more = 400 too_many_images. All of them share the MAX_FILE_SIZE body limit."),

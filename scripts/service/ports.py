@@ -1,4 +1,5 @@
-"""The ports of one instance: the public PORT and TorchServe's five loopback listeners.
+"""The ports of one instance: the public PORT (and METRICS_PORT when set) and TorchServe's five
+loopback listeners.
 
 TorchServe's internal ports default to ``auto``: each start takes free loopback ports, so two
 instances on one host (different ``PORT``s, different users or checkouts) never reach each
@@ -64,6 +65,21 @@ def free_loopback_ports(count: int, avoid: set[int]) -> list[int]:
             sock.close()
 
 
+def check_public_ports(settings: dict[str, str]) -> int | None:
+    """Refuse a busy PORT or METRICS_PORT with one line (PortInUse); return METRICS_PORT or None.
+    Also asked by ``serve.sh --detach`` before it starts anything."""
+    public = int(settings["PORT"])
+    if not port_is_free(settings["BIND_ADDRESS"], public):
+        raise PortInUse(f"PORT {public} on {settings['BIND_ADDRESS']} is already in use (another instance "
+                        f"or program listens there): stop it or start this one with another PORT, "
+                        f"e.g. PORT={public + 1} scripts/serve.sh")
+    metrics = int(settings["METRICS_PORT"]) if settings.get("METRICS_PORT") else None
+    if metrics is not None and not port_is_free(settings["BIND_ADDRESS"], metrics):
+        raise PortInUse(f"METRICS_PORT {metrics} on {settings['BIND_ADDRESS']} is already in use (another instance "
+                        f"or program listens there): stop it or start this one with another METRICS_PORT")
+    return metrics
+
+
 def resolve_ports(settings: dict[str, str]) -> dict[str, str]:
     """Settings with every ``auto`` internal port replaced by a free one; every port checked.
 
@@ -71,10 +87,7 @@ def resolve_ports(settings: dict[str, str]) -> dict[str, str]:
     """
     resolved = dict(settings)
     public = int(settings["PORT"])
-    if not port_is_free(settings["BIND_ADDRESS"], public):
-        raise PortInUse(f"PORT {public} on {settings['BIND_ADDRESS']} is already in use (another instance "
-                        f"or program listens there): stop it or start this one with another PORT, "
-                        f"e.g. PORT={public + 1} scripts/serve.sh")
+    metrics = check_public_ports(settings)
     fixed = {name: int(settings[name]) for name in INTERNAL_PORTS if settings[name] != AUTO}
     for name, port in fixed.items():
         if not port_is_free("127.0.0.1", port):
@@ -82,6 +95,8 @@ def resolve_ports(settings: dict[str, str]) -> dict[str, str]:
                             f"leave {name} unset ('{AUTO}') to take a free port at each start")
     automatic = [name for name in INTERNAL_PORTS if name not in fixed]
     taken = {public, *fixed.values()}
+    if metrics is not None:  # free now, bound by nginx only later: no TorchServe port may take it meanwhile
+        taken.add(metrics)
     if settings.get("READINESS_PORT"):  # the supervisor's readiness responder (scripts/service/readiness.py)
         taken.add(int(settings["READINESS_PORT"]))
     chosen = free_loopback_ports(len(automatic), avoid=taken)
@@ -93,8 +108,9 @@ def write_ports(run_dir: Path, settings: dict[str, str]) -> Path:
     """RUN_DIR/ports.json: the numbers this start really uses."""
     path = run_dir / PORTS_FILE
     data = {"PORT": int(settings["PORT"]), **{name: int(settings[name]) for name in INTERNAL_PORTS}}
-    if settings.get("READINESS_PORT"):
-        data["READINESS_PORT"] = int(settings["READINESS_PORT"])
+    for optional in ("METRICS_PORT", "READINESS_PORT"):
+        if settings.get(optional):
+            data[optional] = int(settings[optional])
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(data, indent=2) + "\n")
     temporary.replace(path)

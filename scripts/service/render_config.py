@@ -27,6 +27,13 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # nginx directories for pid and temp paths (kept empty: bodies stay in memory).
 NGINX_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
+# nginx has no conditionals and servers share no locations: the /metrics routes are a template
+# of their own, rendered into exactly one server (README "GET /metrics (operators)").
+# (".part", not ".template": render_all renders every *.template as a file of its own.)
+METRICS_ROUTES_PART = CONFIG_DIR / "nginx-metrics-routes.part"
+METRICS_SERVER_PART = CONFIG_DIR / "nginx-metrics-server.part"
+
+
 
 def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> dict[str, str]:
     """Settings plus the few values derived from them (and TorchServe's API keys, once issued)."""
@@ -53,11 +60,22 @@ def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> di
     values["RATE_LIMIT_ZONE_RPS"] = str(max(rate, 1))
     allowed = [] if settings["METRICS_ALLOW"].strip().lower() == "none" else settings["METRICS_ALLOW"].split(",")
     values["METRICS_ALLOW_RULES"] = "".join(f"allow {entry.strip()}; " for entry in allowed) + "deny all;"
+    values["METRICS_ROUTES"], values["METRICS_SERVER"] = metrics_blocks(values)
     values["SERVED_ARCHIVE"], values["SERVED_VERSION"] = served_archive(settings)
     keys = api_keys(settings)
     values["API_KEY_DEFAULT"] = "0" if keys else "1"
     values["API_KEY_ENTRIES"] = "".join(f'        "{key}" 1;\n' for key in keys)
     return values
+
+
+def metrics_blocks(values: dict[str, str]) -> tuple[str, str]:
+    """nginx.conf's METRICS_ROUTES (in the public server) and METRICS_SERVER (after it): the
+    /metrics routes in the public server while METRICS_PORT is empty, else in a server on
+    BIND_ADDRESS:METRICS_PORT, and then no /metrics on PORT for anyone (its catch-all 404)."""
+    routes = render_text(METRICS_ROUTES_PART.read_text(encoding="utf-8"), values)
+    if not values["METRICS_PORT"]:
+        return routes, ""
+    return "", render_text(METRICS_SERVER_PART.read_text(encoding="utf-8"), {**values, "METRICS_ROUTES": routes})
 
 
 def nginx_user_directive() -> str:

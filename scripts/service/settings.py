@@ -75,13 +75,19 @@ def validate(s: dict[str, str]) -> None:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    ports = [int(s["PORT"])]
+    fixed = {"PORT": int(s["PORT"])}
     for name in ("TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT", "TS_METRICS_PORT", "TS_GRPC_INFERENCE_PORT",
                  "TS_GRPC_MANAGEMENT_PORT"):
         if s[name] != "auto":  # auto: chosen free at start (scripts/service/ports.py)
-            ports.append(integer(name, 1, 65535))
+            fixed[name] = integer(name, 1, 65535)
+    ports = list(fixed.values())
     if len(set(ports)) != len(ports):
         raise SettingsError(f"PORT and the fixed TS_*_PORT settings must differ, got {ports}")
+    if s["METRICS_PORT"]:  # empty: /metrics stays on PORT
+        metrics_port = integer("METRICS_PORT", 1, 65535)
+        for name, port in fixed.items():
+            if port == metrics_port:
+                raise SettingsError(f"METRICS_PORT must differ from {name}, both are {port}")
     for name in ("RUN_DIR", "MODEL_STORE"):
         check_path(name, s[name])
     check_path("the checkout's path", str(REPO_ROOT))

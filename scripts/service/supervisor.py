@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from scripts.archive.archive_info import archive_is_stale
-from scripts.service.ports import PortInUse, port_is_free, resolve_ports, write_ports
+from scripts.service.ports import PortInUse, check_public_ports, resolve_ports, write_ports
 from scripts.service.readiness import ReadinessServer
 from scripts.service.render_config import render_all
 from scripts.service.settings import REPO_ROOT, SettingsError, handler_environment, load_settings
@@ -398,10 +398,10 @@ def detach(settings: dict[str, str]) -> int:
         print(f"already running; see scripts/serve.sh --status (log: {run_dir / DETACHED_LOG})")
         return 1
     # Said here in one line, before anything starts (the supervisor checks every port again).
-    if not port_is_free(settings["BIND_ADDRESS"], int(settings["PORT"])):
-        print(f"PORT {settings['PORT']} on {settings['BIND_ADDRESS']} is already in use (another instance or "
-              f"program listens there): stop it or choose another PORT, e.g. PORT={int(settings['PORT']) + 1}",
-              file=sys.stderr)
+    try:
+        check_public_ports(settings)
+    except PortInUse as error:
+        print(error, file=sys.stderr)
         return 2
     log_path = run_dir / DETACHED_LOG
     with log_path.open("ab") as log_file:

@@ -194,15 +194,20 @@ def deployment_problems(objs: dict[str, dict], dockerfile: dict, defaults: dict[
     env = env_of(container)
     port = int(defaults["PORT"])
 
-    # Port: the Dockerfile's EXPOSE, the settings' PORT, the container, the probes and the Service agree.
+    # Port: the Dockerfile's EXPOSE, the settings' PORT, the container, the probes and the Service agree;
+    # the metrics port (METRICS_PORT) is declared on the container and never routed by the Service.
+    metrics_port = int(env["METRICS_PORT"]) if env.get("METRICS_PORT", defaults["METRICS_PORT"]) else None
+    expected_ports = [port] if metrics_port is None else [port, metrics_port]
     container_ports = [p["containerPort"] for p in container.get("ports", [])]
-    if container_ports != [port]:
-        problems.append(f"container ports {container_ports} != [PORT {port}]")
+    if container_ports != expected_ports:
+        problems.append(f"container ports {container_ports} != PORT and METRICS_PORT {expected_ports}")
     if port not in dockerfile["expose"]:
         problems.append(f"Dockerfile EXPOSE {sorted(dockerfile['expose'])} lacks PORT {port}")
     target_ports = [probe_port({"port": p["targetPort"]}, container) for p in service["spec"]["ports"]]
     if target_ports != [port]:
         problems.append(f"Service targetPorts {target_ports} != [{port}]")
+    if metrics_port is not None and metrics_port in target_ports:
+        problems.append(f"the Service routes the metrics port {metrics_port}: /metrics would be public")
 
     # Labels: the Service, the HPA and the PDB all find the Deployment's pods.
     pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
@@ -244,8 +249,14 @@ def deployment_problems(objs: dict[str, dict], dockerfile: dict, defaults: dict[
         problems.append(f"METRICS_ALLOW {allowed} does not let a pod-network Prometheus ({POD_NETWORK_ADDRESS}) scrape")
     if any(n.prefixlen == 0 for n in networks):
         problems.append("METRICS_ALLOW opens /metrics to every address")
+    # An Ingress controller or a load balancer reaches PORT from the pod network too: beyond loopback,
+    # only a port the Service never routes keeps /metrics in the cluster.
+    if metrics_port is None and any(not n.is_loopback for n in networks):
+        problems.append(f"METRICS_ALLOW {allowed} admits the pod network while /metrics is on PORT, behind the "
+                        "Service: set METRICS_PORT")
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
-    expected = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+    expected = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port or port),
+                "prometheus.io/path": "/metrics"}
     if {k: annotations.get(k) for k in expected} != expected:
         problems.append(f"pod annotations {annotations} lack the prometheus.io scrape annotations {expected}")
 
@@ -525,6 +536,10 @@ def _set_env(container: dict, name: str, value: str) -> None:
     container["env"] = others + [{"name": name, "value": value}]
 
 
+def _drop_env(container: dict, name: str) -> None:
+    container["env"] = [e for e in container.get("env", []) if e["name"] != name]
+
+
 def _pod(objs: dict) -> dict:
     return objs["Deployment"]["spec"]["template"]["spec"]
 
@@ -551,6 +566,14 @@ DEPLOYMENT_BREAKS: dict[str, tuple[Callable[[dict], Any], str]] = {
         lambda o: _set_env(_container(o), "METRICS_ALLOW", "0.0.0.0/0"), "every address"),
     "no-scrape-annotations": (
         lambda o: o["Deployment"]["spec"]["template"]["metadata"].pop("annotations"), "prometheus.io"),
+    "metrics-on-the-public-port": (lambda o: _drop_env(_container(o), "METRICS_PORT"), "set METRICS_PORT"),
+    "metrics-port-undeclared": (lambda o: _container(o)["ports"].pop(), "container ports"),
+    "scrape-the-public-port": (
+        lambda o: o["Deployment"]["spec"]["template"]["metadata"]["annotations"].update(
+            {"prometheus.io/port": "5000"}), "prometheus.io"),
+    "service-routes-metrics": (
+        lambda o: o["Service"]["spec"]["ports"].append({"name": "metrics", "port": 9090, "targetPort": "metrics"}),
+        "metrics port"),
     "hpa-cpu-only": (
         lambda o: o["HorizontalPodAutoscaler"]["spec"].update(
             metrics=[m for m in o["HorizontalPodAutoscaler"]["spec"]["metrics"] if m["type"] != "Pods"]),

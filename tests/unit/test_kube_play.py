@@ -20,6 +20,7 @@ from scripts.container.kube_play import write_containers_conf
 IMAGE = "localhost/resnet50-serve:smoke"
 KUBERNETES_VERSION = "1.29.0"  # as tests/unit/test_deploy_manifests.py
 ALL_CAPS = "000001ffffffffff"
+HOST_PORTS = {5000: 41234, 9090: 41235}  # http, metrics
 KEPT = ("securityContext", "startupProbe", "readinessProbe", "livenessProbe", "env", "resources",
         "volumeMounts", "lifecycle")
 
@@ -31,7 +32,7 @@ def deployment() -> dict:
 
 @pytest.fixture()
 def pod(deployment) -> dict:
-    return kube_pod.pod_from_deployment(deployment, IMAGE, {5000: 41234})
+    return kube_pod.pod_from_deployment(deployment, IMAGE, HOST_PORTS)
 
 
 def template_container(deployment: dict) -> dict:
@@ -69,14 +70,16 @@ def test_pod_runs_the_local_image_and_never_pulls(pod):
 
 def test_ports_are_published_on_loopback_only(deployment, pod):
     ports = pod["spec"]["containers"][0]["ports"]
-    assert [p["containerPort"] for p in ports] == kube_pod.container_ports(deployment) == [5000]
+    assert [p["containerPort"] for p in ports] == kube_pod.container_ports(deployment) == [5000, 9090]
     assert ports == [{"name": "http", "containerPort": 5000, "protocol": "TCP",
-                      "hostPort": 41234, "hostIP": "127.0.0.1"}]
+                      "hostPort": 41234, "hostIP": "127.0.0.1"},
+                     {"name": "metrics", "containerPort": 9090, "protocol": "TCP",
+                      "hostPort": 41235, "hostIP": "127.0.0.1"}]
 
 
 def test_the_manifest_itself_is_not_changed(deployment):
     before = copy.deepcopy(deployment)
-    kube_pod.pod_from_deployment(deployment, IMAGE, {5000: 41234})
+    kube_pod.pod_from_deployment(deployment, IMAGE, HOST_PORTS)
     assert deployment == before
     assert "hostPort" not in template_container(deployment)["ports"][0]
 
@@ -89,12 +92,14 @@ def test_pod_is_a_valid_kubernetes_pod(pod):
 def test_every_container_port_needs_a_host_port(deployment):
     with pytest.raises(ValueError, match="resnet50-serve:5000"):
         kube_pod.pod_from_deployment(deployment, IMAGE, {8080: 41234})
+    with pytest.raises(ValueError, match="no host port given for resnet50-serve:9090$"):
+        kube_pod.pod_from_deployment(deployment, IMAGE, {5000: 41234})
 
 
 def test_only_a_deployment_is_accepted(deployment):
     service = {**deployment, "kind": "Service"}
     with pytest.raises(ValueError, match="expected a Deployment"):
-        kube_pod.pod_from_deployment(service, IMAGE, {5000: 41234})
+        kube_pod.pod_from_deployment(service, IMAGE, HOST_PORTS)
 
 
 def test_startup_budget_is_the_startup_probes(deployment):
@@ -109,7 +114,7 @@ def podman_inspect(**overrides) -> dict:
     """Shaped like `podman inspect` of the kube-played container (podman 4.3.1)."""
     inspect = {
         "Config": {"User": "10001", "Env": ["PATH=/opt/venv/bin:/usr/bin", "WORKERS=1", "THREADS_PER_WORKER=2",
-                                            "RUN_DIR=/tmp/run", "LOG_FORMAT=json",
+                                            "RUN_DIR=/tmp/run", "LOG_FORMAT=json", "METRICS_PORT=9090",
                                             "METRICS_ALLOW=127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,"
                                             "192.168.0.0/16,fd00::/8"],
                    "Healthcheck": {"Test": ["CMD-SHELL", "curl", "-f", "http://localhost:5000/live", "||", "exit",

@@ -30,6 +30,8 @@ def test_environment_wins_over_dotenv(tmp_path):
     {"SELFTEST_TOLERANCE": "2"}, {"FAST_JPEG_DECODE": "maybe"},
     {"DEFAULT_TOP_K": "1001"}, {"MODEL_NAME": "../evil"}, {"BIND_ADDRESS": "0.0.0.0; evil"},
     {"PRECISION": "int3"}, {"TS_JAVA_HEAP": "lots"},
+    {"METRICS_PORT": "0"}, {"METRICS_PORT": "65536"}, {"METRICS_PORT": "metrics"},
+    {"PORT": "9090", "METRICS_PORT": "9090"}, {"TS_METRICS_PORT": "9090", "METRICS_PORT": "9090"},
 ])
 def test_invalid_settings_are_refused(tmp_path, override):
     with pytest.raises(SettingsError):
@@ -81,6 +83,74 @@ def test_keys_and_deployed_archive_are_rendered(tmp_path):
     properties = (render_all(settings) / "config.properties").read_text()
     assert "load_models=resnet50=resnet50-2.0.mar" in properties
     assert '{"resnet50": {"2.0": {"defaultVersion": true, "marName": "resnet50-2.0.mar"' in properties
+
+
+def nginx_servers(settings) -> list[str]:
+    """The rendered nginx.conf's server blocks, in order."""
+    nginx = (render_all(settings) / "nginx.conf").read_text()
+    assert "${" not in nginx
+    return nginx.split("\n    server {\n")[1:]
+
+
+def metrics_route(server: str) -> str:
+    start = server.index("        location = /metrics {")
+    return server[start:server.index("        location @empty_text {", start)]
+
+
+def test_metrics_stay_on_the_public_port_by_default(tmp_path):
+    settings = load_settings({"RUN_DIR": str(tmp_path)}, tmp_path / "none.env")
+    assert settings["METRICS_PORT"] == ""
+    [public] = nginx_servers(settings)
+    assert "listen 0.0.0.0:5000;" in public
+    assert "allow 127.0.0.1; allow ::1; deny all;" in metrics_route(public)
+    assert "location = /_metrics/readiness {" in public
+
+
+def test_metrics_port_moves_the_route_to_a_server_of_its_own(tmp_path):
+    default = nginx_servers(load_settings({"RUN_DIR": str(tmp_path / "a")}, tmp_path / "none.env"))[0]
+    settings = load_settings({"RUN_DIR": str(tmp_path / "b"), "METRICS_PORT": "9090",
+                              "METRICS_ALLOW": "10.0.0.0/8"}, tmp_path / "none.env")
+    public, metrics = nginx_servers(settings)
+    assert "listen 0.0.0.0:5000;" in public and "listen 0.0.0.0:9090;" in metrics
+    # On PORT /metrics falls to the catch-all 404 for everyone (no route, no 405 for POST either).
+    assert "location = /metrics" not in public and "/_metrics/readiness" not in public
+    assert "location = /predict" not in metrics and "location = /health" not in metrics
+    # The same route as on PORT today (its allow list aside), with the readiness gauges appended.
+    assert metrics_route(metrics).replace("allow 10.0.0.0/8; deny all;", "") == \
+        metrics_route(default).replace("allow 127.0.0.1; allow ::1; deny all;", "")
+    assert "add_after_body /_metrics/readiness;" in metrics and "location = /_metrics/readiness {" in metrics
+    # Everything else on the metrics port is a JSON 404; nginx's own errors are JSON too.
+    assert "location / {\n            return 404;" in metrics
+    for status in ("400", "404", "405", "503"):
+        assert f"return {status} '{{\"error\":{{\"code\":" in metrics, status
+
+
+def test_busy_metrics_port_is_refused_in_one_line(tmp_path, monkeypatch):
+    import json
+    import socket
+
+    from scripts.service import ports
+    from scripts.service.ports import PortInUse, resolve_ports, write_ports
+    from tests.support import free_ports
+
+    port = free_ports(1)[0]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        settings = load_settings({"RUN_DIR": str(tmp_path), "BIND_ADDRESS": "127.0.0.1", "PORT": str(port),
+                                  "METRICS_PORT": str(busy)}, tmp_path / "none.env")
+        with pytest.raises(PortInUse) as refused:
+            resolve_ports(settings)
+    message = str(refused.value)
+    assert f"METRICS_PORT {busy} on 127.0.0.1 is already in use" in message and "\n" not in message
+    # Free, it is kept out of TorchServe's automatic choices (nginx binds it only later) and recorded.
+    avoided = []
+    choose = ports.free_loopback_ports
+    monkeypatch.setattr(ports, "free_loopback_ports", lambda count, avoid: avoided.append(avoid) or choose(count, avoid))
+    resolved = resolve_ports(settings)
+    assert avoided and busy in avoided[0] and port in avoided[0]
+    assert json.loads(write_ports(tmp_path, resolved).read_text())["METRICS_PORT"] == busy
 
 
 def test_every_setting_is_documented():
