@@ -220,6 +220,15 @@ class KubePlay:
                             ("v2_model_ready_200", f"/v2/models/{model_name}/ready")):
             status, _ = http("GET", f"{self.base_url}{route}")
             self.check(name, status == 200, route=route, status=status)
+        metrics_port = next((p["containerPort"] for p in self.container["ports"] if p.get("name") == "metrics"), None)
+        if metrics_port is not None:
+            # Through podman's port mapping a request arrives from the bridge's gateway, a private
+            # address the manifest's METRICS_ALLOW admits, as one through an Ingress would: the
+            # metrics port answers it, the public port must not.
+            status, _ = http("GET", f"http://{LOOPBACK}:{self.host_ports[metrics_port]}/metrics")
+            public, _ = http("GET", f"{self.base_url}/metrics")
+            self.check("metrics_on_metrics_port_only", status == 200 and public == 404,
+                       metrics_port_status=status, public_port_status=public)
 
     # ------------------------------------------------------------------ from inside
     def check_inside(self, inspect: dict) -> None:

@@ -37,7 +37,7 @@ CHECKS = {
     "ready_within_startup_budget", "health_200", "live_200", "info_200", "predict_jpeg_200",
     "v2_health_ready_200", "v2_model_ready_200", "processes_run_as_run_as_user", "run_as_non_root",
     "read_only_root_filesystem", "capabilities_all_dropped", "no_new_privileges", "seccomp_runtime_default",
-    "env_as_manifest", "resource_limits_as_manifest", "ports_on_loopback_only", "liveness_healthcheck_passes",
+    "env_as_manifest", "resource_limits_as_manifest", "ports_on_loopback_only", "liveness_healthcheck_passes", "metrics_on_metrics_port_only",
     "sigterm_stop_within_grace_exit_0", "nothing_left_behind",
 }
 
