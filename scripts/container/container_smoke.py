@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from scripts.container.podman_calls import free_port, http, podman
+from scripts.container.podman_calls import free_port, http, podman, write_report
 
 SERVICE_UID = 10001
 READY_DEADLINE_S = 300  # run -> HEALTHCHECK passing; the image's own start-period is 90 s
@@ -292,13 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         report = smoke.report
         report["result"] = "pass" if code == 0 else "fail"
-        report["host"]["load_avg_1m_at_end"] = os.getloadavg()[0]
         if args.started_epoch:
             smoke.timings["total_s"] = round(time.time() - args.started_epoch, 1)
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(summary(report))
-        print(f"report: {args.report}")
+        write_report(report, args.report, summary(report))
     return code
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.container.podman_calls import free_port, http, podman
+from scripts.container.podman_calls import free_port, http, podman, write_report
 from scripts.container.kube_pod import (
     DEPLOYMENT,
     LOOPBACK,
@@ -480,11 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(conf_dir, ignore_errors=True)
         report = play.report
         report["result"] = "pass" if code == 0 else "fail"
-        report["host"]["load_avg_1m_at_end"] = os.getloadavg()[0]
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(summary(report))
-        print(f"report: {args.report}")
+        write_report(report, args.report, summary(report))
     return code
 
 

@@ -5,9 +5,11 @@ python3, before any venv exists."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from scripts.service.ports import free_loopback_ports
 
@@ -41,3 +43,13 @@ def http(method: str, url: str, body: bytes | None = None, content_type: str | N
         return status, json.loads(raw)
     except ValueError:
         return status, None
+
+
+def write_report(report: dict, path: Path, summary: str) -> None:
+    """The host's load at the end into ``report``, the report to ``path`` (JSON), ``summary`` to stdout."""
+    report["host"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(summary)
+    print(f"report: {path}")
