@@ -55,6 +55,8 @@ def test_metrics_move_with_traffic(service):
 def test_metrics_route_is_read_only(service):
     response = requests.post(service.url("/metrics"), timeout=10)
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+    too_large = requests.post(service.url("/metrics"), data=b"x" * (10 * 1024 * 1024 + 1), timeout=30)
+    assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
 
 
 def test_readiness_gauges_are_appended(service):
@@ -113,6 +115,8 @@ def test_metrics_port_serves_the_same_text(metrics_port_service):
     assert requests.head(service.metrics_url + "/metrics", timeout=10).status_code == 200
     refused = requests.post(service.metrics_url + "/metrics", timeout=10)
     assert refused.status_code == 405 and refused.json()["error"]["code"] == "method_not_allowed"
+    too_large = requests.post(service.metrics_url + "/metrics", data=b"x" * 20_000, timeout=10)
+    assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
 
 
 def test_metrics_port_serves_nothing_else(metrics_port_service):
