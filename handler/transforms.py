@@ -64,6 +64,13 @@ class PreprocessSpec:
             antialias=bool(preset.antialias),
         )
 
+    def __post_init__(self) -> None:
+        # Checked once, where the numbers are read (archive metadata, build options), not per
+        # image: torchvision would pad such a crop, this transform does not.
+        if self.crop_size > self.resize_size:
+            raise ValueError(f"crop {self.crop_size} is larger than resize {self.resize_size}; "
+                             "the centre crop must fit in the resized image")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -78,16 +85,14 @@ def resized_size(width: int, height: int, shorter_edge: int) -> tuple[int, int]:
 
 def to_model_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
     """RGB PIL image -> normalised float tensor of shape (3, crop, crop)."""
-    if spec.crop_size > spec.resize_size:  # build_mar refuses it; torchvision would pad
-        raise ValueError(f"crop {spec.crop_size} is larger than resize {spec.resize_size}")
     size = resized_size(image.width, image.height, spec.resize_size)
     if size != image.size:  # Pillow's filters antialias when shrinking, as torchvision notes
         image = image.resize(size, PIL_FILTERS[spec.interpolation])
     crop = spec.crop_size
     top = int(round((image.height - crop) / 2.0))
     left = int(round((image.width - crop) / 2.0))
-    cropped = np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
-    tensor = torch.from_numpy(cropped.copy()).permute(2, 0, 1).to(torch.float) / 255.0
+    cropped = np.array(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8)  # a writable copy
+    tensor = torch.from_numpy(cropped).permute(2, 0, 1).to(torch.float) / 255.0
     mean = torch.as_tensor(spec.mean, dtype=torch.float).view(-1, 1, 1)
     std = torch.as_tensor(spec.std, dtype=torch.float).view(-1, 1, 1)
     return tensor.sub_(mean).div_(std)

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from scripts import REPO_ROOT
 from scripts.archive import build_mar
 
 

@@ -10,14 +10,9 @@ from typing import Callable, TypeVar
 import numpy as np
 from PIL import Image
 
-from scripts.service.ports import free_loopback_ports
+from scripts.service.ports import free_loopback_ports as free_ports  # noqa: F401 - the tests' name for it
 
 T = TypeVar("T")
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports free now (the supervisor's own chooser)."""
-    return free_loopback_ports(count, avoid=set())
 
 
 def wait_until(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:

@@ -40,10 +40,10 @@ def preprocessing_from_overrides(pairs: list[str] | None) -> tuple[PreprocessSpe
         if not sep or key not in KEYS:
             raise PreprocessingError(f"--preprocessing {pair!r}: expected KEY=VALUE with KEY one of {', '.join(KEYS)}")
         changes.update(_parse(key, value.strip()))
-    spec = replace(spec, **changes)
-    if spec.crop_size > spec.resize_size:
-        raise PreprocessingError(f"--preprocessing: crop {spec.crop_size} is larger than resize {spec.resize_size}; "
-                                 "the centre crop must fit in the resized image")
+    try:
+        spec = replace(spec, **changes)
+    except ValueError as exc:  # PreprocessSpec refuses a crop larger than the resize
+        raise PreprocessingError(f"--preprocessing: {exc}") from None
     overridden = ", ".join(sorted(pair.partition("=")[0].strip().lower() for pair in pairs))
     return spec, f"overridden ({overridden}) over reference (IMAGENET1K_V2)"
 

@@ -68,7 +68,7 @@ from scripts.bench.loadgen import (ARRIVALS, LATENCY_NOTE, cpu_seconds, latency_
                              parse_rates, pool_open_rounds, pool_service_cpu, run_open_level, write_csv,
                              write_json)
 from scripts.bench.process_tree import import_rss_mb, supervisor_pid, tree_cpu_seconds, tree_memory
-from scripts.service.ports import free_loopback_ports
+from scripts.service.ports import free_loopback_port as free_port
 from scripts.service.settings import REPO_ROOT, load_settings
 
 try:
@@ -245,10 +245,6 @@ def model_only(archive: Path, backend_name: str, precision: str, batch_sizes: li
 
 
 # ------------------------------------------------------------------ private instance
-def free_port() -> int:
-    return free_loopback_ports(1, avoid=set())[0]
-
-
 class PrivateInstance:
     """python -m scripts.service.supervisor on free loopback ports with its own RUN_DIR."""
 

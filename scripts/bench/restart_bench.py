@@ -28,11 +28,7 @@ import psutil
 import requests
 
 from scripts import REPO_ROOT
-from scripts.service.ports import free_loopback_ports
-
-
-def free_port() -> int:
-    return free_loopback_ports(1, avoid=set())[0]
+from scripts.service.ports import free_loopback_port as free_port
 
 
 def wait_healthy(base: str, timeout: float, not_pid: int | None = None) -> float:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from scripts import REPO_ROOT
 from scripts.container.podman_calls import free_port, http, podman, write_report
 from scripts.container.kube_pod import (
     DEPLOYMENT,
@@ -57,7 +58,6 @@ from scripts.container.kube_pod import (
     startup_budget_s,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGE = "localhost/resnet50-serve:smoke"
 DEFAULT_REPORT = REPO_ROOT / "test-artifacts" / "kube_play.json"
 # podman kube play puts pods without a --network on this bridge and creates it when missing.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts import REPO_ROOT
+
 DEPLOYMENT = REPO_ROOT / "deploy" / "kubernetes" / "deployment.yaml"
 LOOPBACK = "127.0.0.1"
 POD_SUFFIX = "kube-play"

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from scripts.service.ports import free_loopback_ports
+from scripts.service.ports import free_loopback_port as free_port  # noqa: F401 - for both checks
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -20,10 +20,6 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
         raise RuntimeError(f"podman {' '.join(args[:3])} ... exited {result.returncode}: "
                            f"{result.stderr.decode(errors='replace').strip()[-800:]}")
     return result
-
-
-def free_port() -> int:
-    return free_loopback_ports(1, avoid=set())[0]
 
 
 def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None,

@@ -48,7 +48,7 @@ def port_is_free(address: str, port: int) -> bool:
     return True
 
 
-def free_loopback_ports(count: int, avoid: set[int]) -> list[int]:
+def free_loopback_ports(count: int, avoid: set[int] = frozenset()) -> list[int]:
     """``count`` distinct free ports on 127.0.0.1, none of them in ``avoid``."""
     held: list[socket.socket] = []
     try:
@@ -78,6 +78,11 @@ def check_public_ports(settings: dict[str, str]) -> int | None:
         raise PortInUse(f"METRICS_PORT {metrics} on {settings['BIND_ADDRESS']} is already in use (another instance "
                         f"or program listens there): stop it or start this one with another METRICS_PORT")
     return metrics
+
+
+def free_loopback_port() -> int:
+    """One free port on 127.0.0.1 (the benchmarks' and container checks' private instances)."""
+    return free_loopback_ports(1)[0]
 
 
 def resolve_ports(settings: dict[str, str]) -> dict[str, str]:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import requests
 
+from scripts import REPO_ROOT
 from tests.support import free_ports, wait_until
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None) -> dict[str, str]:

@@ -23,10 +23,10 @@ import yaml
 from yamllint import linter as yamllint_linter
 from yamllint.config import YamlLintConfig
 
+from scripts import REPO_ROOT
 from scripts.service.readiness import ManagementPoller, Responder
 from scripts.service.settings import DEFAULTS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
 K8S_DIR = DEPLOY / "kubernetes"
 KSERVE_DIR = DEPLOY / "kserve"

@@ -41,10 +41,9 @@ from scripts.client.predict import (
     retry_delay,
     want_progress,
 )
-from tests.support import jpeg_bytes, png_bytes
-from tests.support import free_ports
+from scripts import REPO_ROOT
+from tests.support import free_ports, jpeg_bytes, png_bytes
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as the README does
 
 PREDICTIONS = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,11 +19,12 @@ from handler.request_state import ImageItem
 from handler.result_cache import CachedResult
 from handler.settings import HandlerSettings
 from handler.transforms import PreprocessSpec
+from scripts import REPO_ROOT
 
 CATEGORIES = ("cat", "dog", "fish", "bird")
 ROW = torch.tensor([0.1, 0.6, 0.05, 0.25])
 MODEL = responses.model_facts("resnet50", "1.0", True)
-CONTRACT = json.loads((Path(__file__).resolve().parents[2] / "config" / "openapi.json").read_text())
+CONTRACT = json.loads((REPO_ROOT / "config" / "openapi.json").read_text())
 
 
 def assert_matches_contract(body: dict, schema: str) -> None:

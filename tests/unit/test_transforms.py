@@ -56,3 +56,8 @@ def test_the_worker_path_does_not_import_torchvision():
             "print('torchvision' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+def test_a_crop_larger_than_the_resize_is_refused_where_the_numbers_are_read():
+    with pytest.raises(ValueError, match="crop 240 is larger than resize 232"):
+        PreprocessSpec(resize_size=232, crop_size=240, mean=(0.5,) * 3, std=(0.2,) * 3)
