@@ -196,7 +196,11 @@ def run_archiver(name: str, version: str, weights_file: Path, extra: Path, expor
         "--extra-files", str(extra),
         "--export-path", str(export_dir), "--force",
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    # The archiver copies everything into $TMPDIR/<model name>, removing whatever is there first:
+    # two builds at once (two instances, or root's and a user's) would clobber each other's, or
+    # fail on the other's folder. A private TMPDIR per build keeps them apart.
+    with tempfile.TemporaryDirectory(prefix="archiver-") as private_tmp:
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TMPDIR": private_tmp})
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise BuildError(f"torch-model-archiver failed (exit {result.returncode}): {lines[-1][:300]}")

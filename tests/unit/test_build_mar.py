@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -285,6 +286,19 @@ def test_cli_refusals_are_one_line_and_leave_the_store_as_it_was(tmp_path, r50_4
         assert expected in lines[0] and "Traceback" not in err
     assert sorted(p.name for p in store.iterdir()) == ["m.mar"]
     assert (store / "m.mar").read_bytes() == b"the archive served today"
+
+
+def test_the_archiver_stages_in_a_private_folder(tmp_path, monkeypatch, r50_4):
+    """torch-model-archiver stages in $TMPDIR/<name> after removing it: another build's (or
+    another user's) folder there must be neither touched nor in the way."""
+    shared = tmp_path / "shared-tmp"
+    (shared / "resnet50").mkdir(parents=True)
+    (shared / "resnet50" / "another-build.txt").write_text("theirs")
+    monkeypatch.setenv("TMPDIR", str(shared))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    archive = build_mar.build(str(saved(tmp_path, "w.pth", r50_4)), "resnet50", "1.0", tmp_path / "store")
+    assert archive.is_file()
+    assert (shared / "resnet50" / "another-build.txt").read_text() == "theirs"
 
 
 def test_cli_refusal_as_a_process(tmp_path):
