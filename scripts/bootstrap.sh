@@ -1,41 +1,105 @@
 #!/usr/bin/env bash
 # Sourced by serve.sh and test.sh: installs what the service needs, idempotently.
-#  - as root on Debian/Ubuntu: nginx and a Java runtime via apt when missing;
-#  - a virtual environment (VENV_DIR, default .venv) with the pinned requirements,
-#    reinstalled only when a requirements file changes (a hash stamp inside the venv).
+#  - as root on Debian/Ubuntu: nginx, a Java runtime and Python's venv via apt when missing, by the
+#    package names this system has (Debian 12 and 13, Ubuntu 24.04);
+#  - a virtual environment (VENV_DIR, default .venv) with the pinned requirements, made with Python
+#    3.11-3.13 (PYTHON, else python3 when it is one of those, else python3.13/3.12/3.11), reinstalled
+#    only when a requirements file changes (a hash stamp inside the venv).
 # Usage: source scripts/bootstrap.sh [runtime|test|bench]
 
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$REPO_ROOT/.venv}"
-PYTHON="${PYTHON:-python3.11}"
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+PYTHON_RANGE=(3.11 3.13)   # what the pins install on (docs/development.md)
+JAVA_MIN=17                # TorchServe 0.12's frontend
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
+python_in_range() {
+  "$1" -c "import sys; lo, hi = ((3, int(v.split('.')[1])) for v in sys.argv[1:]); sys.exit(not lo <= sys.version_info[:2] <= hi)" \
+    "${PYTHON_RANGE[@]}" >/dev/null 2>&1
+}
+
+# The interpreter that makes the venv (PYTHON, checked before); empty when there is none in range (yet).
+pick_python() {
+  local candidate
+  for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1 && python_in_range "$candidate"; then echo "$candidate"; return 0; fi
+  done
+}
+
+# The major version of `java` on PATH ("17.0.15" -> 17, "1.8.0_412" -> 1); empty without one.
+java_major() {
+  command -v java >/dev/null 2>&1 || return 0
+  java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -n 1
+}
+
+# The first of the given apt packages this system can install (apt's lists must be current).
+installable() {
+  local package
+  for package in "$@"; do
+    if apt-cache policy "$package" 2>/dev/null | grep -qE 'Candidate: [^(]'; then echo "$package"; return 0; fi
+  done
+  echo "$1"
+}
+
 ensure_system_packages() {
-  local profile="$1" missing=()
-  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
-  # venv/ensurepip are needed only to create the environment, not to use a finished one (its
-  # stamp is written last); checking the stamp costs nothing at every start, pip would not.
-  if [ ! -f "$VENV_DIR/.requirements-stamp" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    missing+=(python3-venv)
-  fi
-  # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
-  if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    say "missing: ${missing[*]}. Install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and rerun."
+  local profile="$1" needs=() missing=() java
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || needs+=(nginx)
+  java="$(java_major)"
+  if [ -z "$java" ]; then
+    needs+=(java)
+  elif [ "$java" -lt "$JAVA_MIN" ]; then
+    say "java on PATH is Java $java ($(command -v java)); TorchServe needs Java $JAVA_MIN or newer: install one" \
+        "(Debian/Ubuntu: apt-get install default-jre-headless) and make it the default java"
     exit 1
   fi
-  say "installing ${missing[*]} with apt-get"
+  if [ -n "${PYTHON:-}" ] && ! python_in_range "$PYTHON"; then
+    say "PYTHON=$PYTHON is not Python ${PYTHON_RANGE[0]}-${PYTHON_RANGE[1]}: unset it or name one of those"
+    exit 1
+  fi
+  PYTHON="$(pick_python)"
+  if [ -z "$PYTHON" ]; then
+    # A finished environment needs no interpreter of the system's any more.
+    [ -f "$VENV_DIR/.requirements-stamp" ] && [ -x "$VENV_DIR/bin/python" ] || needs+=(python)
+  # venv/ensurepip are needed only to create the environment, not to use a finished one (its
+  # stamp is written last); checking the stamp costs nothing at every start, pip would not.
+  elif [ ! -f "$VENV_DIR/.requirements-stamp" ] && ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    needs+=(venv)
+  fi
+  # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
+  if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then needs+=(chromium); fi
+  [ ${#needs[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing: ${needs[*]} (and Python ${PYTHON_RANGE[0]}-${PYTHON_RANGE[1]} with venv, Java $JAVA_MIN+, nginx). Install them" \
+        "(Debian/Ubuntu: sudo apt-get install nginx default-jre-headless python3-venv) and rerun."
+    exit 1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  local need
+  for need in "${needs[@]}"; do
+    case "$need" in
+      # nginx-light (the smallest build with the modules config/nginx.conf.template uses) where the
+      # system still has it, else nginx; the distribution's default Java (17 on Debian 12, 21 on 13).
+      nginx) missing+=("$(installable nginx-light nginx)") ;;
+      java) missing+=(default-jre-headless) ;;
+      python) missing+=(python3 python3-venv) ;;
+      venv) missing+=(python3-venv) ;;
+      chromium) missing+=(chromium) ;;
+    esac
+  done
+  say "installing ${missing[*]} with apt-get"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian's package starts a system nginx on :80; this project runs its own.
-  if pgrep -x nginx >/dev/null 2>&1 && [ -f /run/nginx.pid ]; then
+  if [ -f /run/nginx.pid ]; then
     nginx -s quit >/dev/null 2>&1 || true
+  fi
+  [ -n "$PYTHON" ] || PYTHON="$(pick_python)"
+  if [ -z "$PYTHON" ]; then
+    say "no Python ${PYTHON_RANGE[0]}-${PYTHON_RANGE[1]} after installing python3 (it is $(python3 --version 2>&1)):" \
+        "install one of those and set PYTHON to it"
+    exit 1
   fi
 }
 

@@ -43,57 +43,14 @@ WORK=${SMOKE_WORK_DIR:-/tmp/resnet50-container-smoke}
 RUN_LABEL="resnet50-container-smoke=$$"
 say() { printf '[container-smoke] %s\n' "$*" >&2; }
 
-# The first Debian mirror URI in this host's apt sources (deb822 .sources or one-line .list):
-# "main" = one that is not the security archive, "security" = the security archive.
-host_mirror() {
-  local kind="$1" uris
-  uris=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | sed 's/^URIs:[[:space:]]*//' | tr ' ' '\n'
-           grep -hE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-             | sed -E 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/') | grep -E '^https?://' || true)
-  if [ "$kind" = security ]; then
-    printf '%s\n' "$uris" | grep -m1 -- '-security' || true
-  else
-    printf '%s\n' "$uris" | grep -v -- '-security' | grep -m1 . || true
-  fi
-}
+source scripts/container/podman_host.sh
+ensure_podman
+configure_podman
+mkdir -p "$(dirname "$REPORT")"
 
-# --- podman and friends ----------------------------------------------------------------
-packages=(podman buildah runc debootstrap slirp4netns uidmap fuse-overlayfs netavark aardvark-dns iptables)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing: ${missing[*]}; install them (sudo apt-get install ${missing[*]}) and rerun as root"
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# Two host limits break podman's defaults here: Debian's crun refuses hybrid cgroups, and root
-# cannot raise rlimits past the hard limit. A containers.conf of our own (not /etc) fixes both.
-mkdir -p "$WORK" "$(dirname "$REPORT")"
-nofile=$(ulimit -Hn); nproc=$(ulimit -Hu)
-if [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ]; then nofile=65536; fi
-if [ "$nproc" = unlimited ] || [ "$nproc" -gt 8192 ]; then nproc=8192; fi
-cat >"$WORK/containers.conf" <<EOF
-[engine]
-runtime = "runc"
-[containers]
-default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
-EOF
-export CONTAINERS_CONF="$WORK/containers.conf"
-
-remove_rootfs() {  # an interrupted debootstrap can leave /proc, /sys mounted inside it
-  awk -v dir="$WORK/rootfs/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
-  rm -rf --one-file-system "$WORK/rootfs"
-}
 cleanup() {
   podman ps -aq --filter "label=$RUN_LABEL" | xargs -r podman rm -f -t 0 >/dev/null 2>&1 || true
-  remove_rootfs
+  remove_rootfs "$WORK/rootfs"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -110,37 +67,17 @@ base_cached=true
 if ! podman image exists "$BASE"; then
   base_cached=false
   say "making the stand-in $BASE (debootstrap bookworm minbase)"
-  remove_rootfs
-  # The host's own Debian mirrors (its apt sources), so nothing here names a mirror.
-  mirror=$(host_mirror main)
-  security=$(host_mirror security)
-  if [ -z "$mirror" ]; then
-    say "cannot find a Debian mirror in this host's apt sources (/etc/apt/sources.list*)"
-    exit 1
-  fi
-  debootstrap --variant=minbase \
-    --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,netbase,tzdata \
-    bookworm "$WORK/rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 \
-    || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
+  debian_rootfs bookworm "$WORK/rootfs" python3,python3-venv,python3-pip,python-is-python3,ca-certificates,netbase,tzdata
   root=$WORK/rootfs
-  rm -f "$root/etc/apt/sources.list" "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
-  {
-    printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\n' "$mirror"
-    printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
-    if [ -n "$security" ]; then
-      printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\n' "$security"
-      printf 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n'
-    fi
-  } >"$root/etc/apt/sources.list.d/debian.sources"
+  rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
   for name in python python3 pip pip3; do ln -sf "/usr/bin/$name" "$root/usr/local/bin/$name"; done
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   tar -C "$root" -c . | podman import \
     --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
     --change 'LABEL org.opencontainers.image.description="local stand-in for python:3.11-slim-bookworm: Debian python3 3.11.2 (scripts/container/container_smoke.sh)"' \
     - "$BASE" >/dev/null
-  remove_rootfs
+  remove_rootfs "$root"
 fi
 base_s=$((SECONDS - base_started))
 
@@ -149,9 +86,7 @@ base_s=$((SECONDS - base_started))
 # This host reaches PyPI through a TLS-intercepting proxy whose CA only the host trusts: the
 # build's pip gets the host's CA bundle through a pip.conf bind-mounted at /etc/xdg/pip for
 # the RUN steps only (not in any layer; an empty /etc/xdg/pip mountpoint stays behind).
-mkdir -p "$WORK/pip"
-cp /etc/ssl/certs/ca-certificates.crt "$WORK/pip/host-ca-certificates.crt"
-printf '[global]\ncert = /etc/xdg/pip/host-ca-certificates.crt\n' >"$WORK/pip/pip.conf"
+host_ca_bundle
 BUILD_LOG=${REPORT%.json}.build.log
 say "building $TAG from ./Dockerfile (torch index: ${TORCH_INDEX_URL:-the default of pip}); log: $BUILD_LOG"
 build_started=$SECONDS

@@ -16,8 +16,20 @@ from pathlib import Path
 
 import requests
 
+from handler.settings_table import BY_NAME
 from scripts import REPO_ROOT
 from tests.support import free_ports, wait_until
+
+# The suite's own model store, outside model_store/ (a user's archive there, built online with real
+# weights or from their own checkpoint, is never what the tests run against or overwrite). Its archive
+# is built deliberately from the seeded random initialisation (MODEL_WEIGHTS=random), so the suite knows
+# its model whether or not this machine can download torchvision's weights; kept across runs and
+# repacked by the supervisor when handler/ changes. tests/integration/test_pretrained_weights.py covers
+# the pretrained path.
+SUITE_STORE = REPO_ROOT / ".run" / "test-model-store"
+SUITE_ARCHIVE_ENV = {"MODEL_WEIGHTS": "random"}
+DEFAULT_TOP_K = BY_NAME["DEFAULT_TOP_K"].parse()
+MAX_FILE_SIZE = BY_NAME["MAX_FILE_SIZE"].parse()
 
 
 def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None) -> dict[str, str]:
@@ -37,7 +49,7 @@ def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | No
 
 def copy_checkout(target: Path) -> Path:
     """The working tree as a fresh clone would hold it (tracked and new, unignored files), plus
-    the archive the suite already built, so the copy does not rebuild it (it would if absent)."""
+    the suite's archive in its model_store/, so the copy does not build one (it would if absent)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(b"\0")
     for name in filter(None, (f.decode() for f in files)):
@@ -46,7 +58,7 @@ def copy_checkout(target: Path) -> Path:
             destination = target / name
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination)
-    for archive in (REPO_ROOT / "model_store").glob("*.mar"):
+    for archive in SUITE_STORE.glob("*.mar"):
         shutil.copy2(archive, target / "model_store" / archive.name)
     return target
 
@@ -71,6 +83,7 @@ class RunningService:
     model_store: Path
     startup_s: float = 0.0
     health_before_ready: list[tuple[int, dict]] = field(default_factory=list)
+    startup_output: str = ""  # what `serve.sh --detach` printed
 
     @property
     def archive(self) -> Path:
@@ -82,6 +95,15 @@ class RunningService:
     def read_archive(self, name: str) -> bytes:
         with zipfile.ZipFile(self.archive) as archive:
             return archive.read(name)
+
+    @property
+    def archive_meta(self) -> dict:
+        """The served archive's model_meta.json: what honest answers must say about the weights."""
+        return json.loads(self.read_archive("model_meta.json"))
+
+    @property
+    def pretrained(self) -> bool:
+        return bool(self.archive_meta["weights"]["pretrained"])
 
     def log_lines(self) -> list[dict]:
         lines = []
@@ -127,6 +149,7 @@ def start_service(run_dir: Path, model_store: Path, extra_env: dict[str, str] | 
         time.sleep(0.2)
     output, _ = process.communicate(timeout=600)
     service.startup_s = time.monotonic() - started
+    service.startup_output = output
     if process.returncode != 0:
         service.stop()
         raise RuntimeError(f"serve.sh --detach failed ({process.returncode}):\n{output}")

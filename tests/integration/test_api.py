@@ -9,6 +9,8 @@ import psutil
 import pytest
 import requests
 
+from handler.settings_table import BY_NAME
+from tests.integration.service import DEFAULT_TOP_K, MAX_FILE_SIZE
 from tests.support import bomb_png, jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -24,13 +26,14 @@ def assert_error(response: requests.Response, status: int, code: str) -> dict:
     return body
 
 
-def assert_prediction(response: requests.Response, top_k: int) -> dict:
+def assert_prediction(service, response: requests.Response, top_k: int) -> dict:
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert len(body["predictions"]) == top_k
-    assert body["model"]["name"] == "resnet50" and body["model"]["pretrained"] is False
+    # Honest about the weights: what the archive says (the suite's own is random, a user's may not be).
+    assert body["model"]["name"] == "resnet50" and body["model"]["pretrained"] is service.pretrained
     return body
 
 
@@ -42,7 +45,7 @@ def test_health_is_503_json_before_ready_then_200(service):
     response = requests.get(service.url("/health"), timeout=5)
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "healthy" and body["pretrained"] is False
+    assert body["status"] == "healthy" and body["pretrained"] is service.pretrained
     assert body["request_id"] == response.headers["X-Request-ID"]
 
 
@@ -51,30 +54,30 @@ IMAGE = jpeg_bytes(320, 240, seed=3)
 
 
 def test_multipart_with_top_k_field(service):
-    body = assert_prediction(requests.post(service.url("/predict"), files={"file": ("a.jpg", IMAGE)},
+    body = assert_prediction(service, requests.post(service.url("/predict"), files={"file": ("a.jpg", IMAGE)},
                                            data={"top_k": "3"}, timeout=30), 3)
     assert body["image"] == {"width": 320, "height": 240, "format": "JPEG"}
 
 
 def test_multipart_with_query_top_k(service):
-    assert_prediction(requests.post(service.url("/predict?top_k=2"), files={"file": IMAGE}, timeout=30), 2)
+    assert_prediction(service, requests.post(service.url("/predict?top_k=2"), files={"file": IMAGE}, timeout=30), 2)
 
 
 def test_raw_body_with_query_top_k(service):
-    assert_prediction(requests.post(service.url("/predict?top_k=7"), data=IMAGE,
+    assert_prediction(service, requests.post(service.url("/predict?top_k=7"), data=IMAGE,
                                     headers={"Content-Type": "image/jpeg"}, timeout=30), 7)
 
 
 def test_raw_body_sent_as_curl_form_urlencoded_default(service):
     response = requests.post(service.url("/predict"), data=IMAGE,
                              headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
-    assert_prediction(response, 5)
+    assert_prediction(service, response, DEFAULT_TOP_K)
 
 
 def test_json_with_top_k_and_query_fallback(service):
     encoded = base64.b64encode(png_bytes(80, 60)).decode()
-    assert_prediction(requests.post(service.url("/predict"), json={"image": encoded, "top_k": 4}, timeout=30), 4)
-    assert_prediction(requests.post(service.url("/predict?top_k=6"), json={"image": encoded}, timeout=30), 6)
+    assert_prediction(service, requests.post(service.url("/predict"), json={"image": encoded, "top_k": 4}, timeout=30), 4)
+    assert_prediction(service, requests.post(service.url("/predict?top_k=6"), json={"image": encoded}, timeout=30), 6)
 
 
 def test_same_image_same_answer_in_every_form(service):
@@ -110,7 +113,8 @@ def test_several_images_in_multipart_and_json(service):
 
 def test_too_many_images_is_400(service):
     encoded = base64.b64encode(png_bytes(8, 8)).decode()
-    assert_error(requests.post(service.url("/predict"), json={"images": [encoded] * 17}, timeout=30),
+    too_many = BY_NAME["MAX_IMAGES_PER_REQUEST"].parse() + 1
+    assert_error(requests.post(service.url("/predict"), json={"images": [encoded] * too_many}, timeout=30),
                  400, "too_many_images")
     assert_error(requests.post(service.url("/predict"), json={"images": []}, timeout=30), 400, "missing_image")
 
@@ -140,10 +144,10 @@ def test_invalid_query_top_k(service, query):
 
 
 def test_body_over_max_file_size_is_413_from_the_proxy(service):
-    response = requests.post(service.url("/predict"), data=b"\xff\xd8\xff" + b"\x00" * (11 * 1024 * 1024),
+    response = requests.post(service.url("/predict"), data=b"\xff\xd8\xff" + b"\x00" * (MAX_FILE_SIZE + (1 << 20)),
                              timeout=30)
     body = assert_error(response, 413, "payload_too_large")
-    assert "10485760" in body["error"]["message"]
+    assert str(MAX_FILE_SIZE) in body["error"]["message"]
 
 
 @pytest.mark.parametrize("method, path, allowed", [
@@ -202,12 +206,12 @@ def test_info_describes_model_and_handler(service):
     assert model["batchSize"] == int(service.env.get("BATCH_SIZE", 4))
     meta = model["customizedMetadata"]
     assert meta["architecture"] == "resnet50" and meta["num_classes"] == 1000
-    assert meta["pretrained"] is False and meta["weights"]["pretrained"] is False
+    assert meta["pretrained"] is service.pretrained and meta["weights"]["pretrained"] is service.pretrained
     archive_meta = json.loads(service.read_archive("model_meta.json"))
     assert meta["weights"]["sha256"] == archive_meta["weights"]["sha256"]
     assert meta["preprocessing"] == archive_meta["preprocessing"]
     assert meta["runtime"]["device"] == "cpu" and meta["runtime"]["precision"] == "fp32"
-    assert meta["limits"]["max_file_size"] == 10 * 1024 * 1024
+    assert meta["limits"]["max_file_size"] == MAX_FILE_SIZE
     assert meta["selftest"]["passed"] is True
 
 
@@ -228,4 +232,7 @@ def test_logs_are_json_lines_with_levels(service):
     assert access and access[0]["status"] == 415 and access[0]["level"] == "ERROR"
     assert handler and handler[0]["code"] == "unsupported_media_type" and handler[0]["level"] == "ERROR"
     random_warning = [line for line in service.log_lines() if line.get("event") == "random_weights"]
-    assert random_warning and random_warning[0]["level"] == "WARNING"
+    if service.pretrained:  # tests/integration/test_pretrained_weights.py starts such an archive
+        assert not random_warning
+    else:
+        assert random_warning and random_warning[0]["level"] == "WARNING"

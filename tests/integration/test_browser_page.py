@@ -1,6 +1,7 @@
 """The browser page at GET /, driven in headless Chromium (Debian's package) by Playwright:
 a valid image shows labelled bars, latency and request id; a text file shows the error; the
-random-weights warning is visible. Screenshots go to test-artifacts/."""
+random-weights warning is shown exactly when the archive's weights are random; the top-k field starts
+at the server's default (from /info). Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import jpeg_bytes
-from tests.integration.service import REPO_ROOT
+from tests.integration.service import DEFAULT_TOP_K, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +32,22 @@ def page(service):
         browser.close()
 
 
-def test_page_classifies_an_image(page, tmp_path):
+def assert_weights_warning(page, pretrained: bool) -> None:
+    """Shown for random weights, hidden for real ones (the page asks /health once loaded)."""
+    page.wait_for_selector("#model-info:not(:empty)")  # /info answered, so /health has been asked too
+    if pretrained:
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#weights-warning").is_hidden()
+    else:
+        page.wait_for_selector("#weights-warning:not([hidden])")
+        assert "random weights" in page.inner_text("#weights-warning")
+
+
+def test_page_classifies_an_image(service, page, tmp_path):
     image = tmp_path / "photo.jpg"
     image.write_bytes(jpeg_bytes(320, 240, seed=77))
-    page.wait_for_selector("#weights-warning:not([hidden])")
-    assert "random weights" in page.inner_text("#weights-warning")
+    assert_weights_warning(page, service.pretrained)
+    assert page.input_value("#top-k") == str(DEFAULT_TOP_K)  # the server's default, read from /info
     page.set_input_files("#file", str(image))
     page.fill("#top-k", "3")
     page.click("#submit")

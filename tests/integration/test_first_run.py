@@ -29,7 +29,7 @@ import psutil
 import pytest
 import requests
 
-from tests.integration.service import REPO_ROOT, copy_checkout
+from tests.integration.service import DEFAULT_TOP_K, REPO_ROOT, copy_checkout
 from tests.support import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -94,7 +94,8 @@ def assert_serves_every_public_route(instance: Instance) -> None:
     assert body["default"][0]["modelName"] == "resnet50" and body["versions"]
     assert requests.get(instance.base + "/health", timeout=10).status_code == 200
     prediction = requests.post(instance.base + "/predict", files={"file": ("s.jpg", SAMPLE)}, timeout=60)
-    assert prediction.status_code == 200 and len(prediction.json()["predictions"]) == 5
+    classes = body["default"][0]["customizedMetadata"]["num_classes"]
+    assert prediction.status_code == 200 and len(prediction.json()["predictions"]) == min(DEFAULT_TOP_K, classes)
 
 
 def assert_owns_its_torchserve(instance: Instance) -> None:
@@ -203,31 +204,66 @@ def run_as(user: str, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", user, "--", *command], capture_output=True, text=True, timeout=120)
 
 
+def user_interpreter(user: str) -> str:
+    """The suite's own interpreter, or one of the same version the user can run: the user's
+    environment reads the suite's installed packages, which are built for that version.
+    (A pyenv or other build under /root is the suite's but not the user's to run.)"""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = "/usr/local/bin:/usr/bin:/bin"
+    candidates = [getattr(sys, "_base_executable", ""), os.path.realpath(getattr(sys, "_base_executable", "")),
+                  shutil.which(f"python{version}", path=system), shutil.which("python3", path=system)]
+    tried = []
+    for candidate in filter(None, dict.fromkeys(candidates)):
+        check = run_as(user, candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
+        tried.append(f"{candidate}: {(check.stdout or check.stderr).strip()[:80]}")
+        if check.returncode == 0 and check.stdout.strip() == version:
+            return candidate
+    pytest.fail(f"no Python {version} (the suite's) that {user} can run: " + "; ".join(tried))
+
+
+def same_filesystem_directory(of: Path, user: str) -> Path:
+    """A new directory the user can read, on the filesystem of ``of`` (hard links cannot cross
+    filesystems) and outside the user's home (it is chown'ed to the user, which would change the
+    links' owner too): the system's temp dir, /var/tmp, or the top of that filesystem."""
+    device = of.stat().st_dev
+    mount_point = of
+    while mount_point != mount_point.parent and mount_point.parent.stat().st_dev == device:
+        mount_point = mount_point.parent
+    for candidate in (Path(tempfile.gettempdir()), Path("/var/tmp"), mount_point):
+        try:
+            if candidate.stat().st_dev != device:
+                continue
+        except OSError:
+            continue
+        made = Path(tempfile.mkdtemp(prefix="first-run-packages-", dir=candidate))
+        made.chmod(0o755)
+        if run_as(user, "test", "-r", str(made)).returncode == 0:
+            return made
+        shutil.rmtree(made, ignore_errors=True)
+    pytest.fail(f"no directory {user} can read on the filesystem of {of} (tried the temp dir, /var/tmp, {mount_point})")
+
+
 def shared_environment(user: str, home: Path) -> Path:
     """A virtual environment of the user's own whose packages are the suite's.
 
     A user's first run installs the same pinned packages with pip (minutes, several GB);
     this test is about where the service runs, so the user's environment reads the suite's
     installed packages through a .pth file instead. When the suite's packages lie where the
-    user cannot read them (a clone under /root), a hard-linked copy (no extra space) is read.
+    user cannot read them (a clone under /root or in a 0700 mktemp -d), a hard-linked copy (no
+    extra space) on the same filesystem is read.
     """
-    python = shutil.which("python3.11", path="/usr/local/bin:/usr/bin:/bin")
-    if python is None:
-        pytest.skip("no system python3.11 that an unprivileged user can run")
+    python = user_interpreter(user)
     venv = home / "venv"
     created = run_as(user, python, "-m", "venv", "--without-pip", str(venv))
     assert created.returncode == 0, created.stderr
     packages = Path(sysconfig.get_paths()["purelib"])
     if run_as(user, "test", "-r", str(packages / "torch" / "__init__.py")).returncode != 0:
-        # Outside the home, which is chown'ed to the user (that would change the links' owner too);
-        # removed at teardown, or the links would keep a deleted clone's 6 GB alive.
-        readable = Path(tempfile.mkdtemp(prefix="first-run-packages-"))
+        # Removed at teardown, or the links would keep a deleted clone's 6 GB alive.
+        readable = same_filesystem_directory(packages, user)
         TO_REMOVE.append(readable)
-        readable.chmod(0o755)
         copied = subprocess.run(["cp", "-al", str(packages), str(readable / "site-packages")],
                                 capture_output=True, text=True)
-        if copied.returncode != 0:
-            pytest.skip(f"cannot share the suite's packages with {user}: {copied.stderr.strip()}")
+        assert copied.returncode == 0, f"cannot share the suite's packages with {user}: {copied.stderr.strip()}"
         packages = readable / "site-packages"
     version = run_as(user, str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     site = Path(version.stdout.strip())
@@ -244,8 +280,9 @@ def unprivileged_user():
     if os.geteuid() != 0:
         pytest.skip("the suite does not run as root, so it cannot start the service as another user "
                     "(it already runs as an unprivileged one)")
-    if not (shutil.which("runuser") and shutil.which("useradd")):
-        pytest.skip("runuser/useradd not available")
+    # As root this check must run: a missing tool fails it, never skips it silently.
+    missing = [tool for tool in ("runuser", "useradd", "userdel", "cp") if not shutil.which(tool)]
+    assert not missing, f"cannot set up the unprivileged user: {missing} not found"
     created = False
     try:
         pwd.getpwnam(TEST_USER)

@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.service import start_service
+from tests.integration.service import MAX_FILE_SIZE, start_service
 from tests.support import free_ports, jpeg_bytes
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ def test_metrics_move_with_traffic(service):
 def test_metrics_route_is_read_only(service):
     response = requests.post(service.url("/metrics"), timeout=10)
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
-    too_large = requests.post(service.url("/metrics"), data=b"x" * (10 * 1024 * 1024 + 1), timeout=30)
+    too_large = requests.post(service.url("/metrics"), data=b"x" * (MAX_FILE_SIZE + (1 << 20)), timeout=30)
     assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "payload_too_large"
 
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tests.support import jpeg_bytes, png_bytes
-from tests.integration.service import REPO_ROOT
+from tests.integration.service import MAX_FILE_SIZE, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,14 @@ def holds_marker(path: str, marker: bytes) -> bool:
 
 def test_requests_leave_no_files_behind(service):
     marker = b"REQUEST-MARKER-" + os.urandom(12).hex().encode()  # trailing bytes are ignored by decoders
-    big = b"\xff\xd8\xff" + os.urandom(6 * 1024 * 1024) + marker  # near the limit, in nginx's body buffer
+    big = b"\xff\xd8\xff" + os.urandom(MAX_FILE_SIZE * 6 // 10) + marker  # near the limit, in nginx's body buffer
     valid = jpeg_bytes(640, 480, seed=1) + marker
     requests_to_send = (
         [{"data": valid}] * 40
         + [{"files": {"file": ("a.png", png_bytes(300, 200) + marker)}, "data": {"top_k": "3"}}] * 30
         + [{"json": {"image": base64.b64encode(valid).decode(), "note": marker.decode()}}] * 30
         + [{"data": b"not an image" + marker}] * 60 + [{"data": big}] * 20 + [{"data": valid[:1000] + marker}] * 60
-        + [{"data": b"\x00" * (11 * 1024 * 1024) + marker}] * 10
+        + [{"data": b"\x00" * (MAX_FILE_SIZE + (1 << 20)) + marker}] * 10
     )
     system_tmp = Path(tempfile.gettempdir())
     roots = [REPO_ROOT, service.run_dir, system_tmp]

@@ -13,6 +13,7 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.integration.service import MAX_FILE_SIZE
 from tests.support import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,7 @@ def test_malformed_binary_header_and_oversized_body(service):
     response = requests.post(infer_url(service), data=b"{}", timeout=30,
                              headers={"Inference-Header-Content-Length": "999"})
     assert_v2_error(response, 400, "invalid_json")
-    too_big = b"\xff" * (11 * 1024 * 1024)
+    too_big = b"\xff" * (MAX_FILE_SIZE + (1 << 20))
     assert_v2_error(requests.post(infer_url(service), data=too_big, timeout=60), 413, "payload_too_large")
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import encode, jpeg_bytes, noise_image, png_bytes
-from tests.integration.service import REPO_ROOT
+from tests.integration.service import DEFAULT_TOP_K, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as the README does
+CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as docs/api.md does
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -71,7 +71,7 @@ def test_jsonl_over_directory_glob_and_fake_image(service, inputs):
         assert record["status"] == 200 and "error" not in record, record
         assert REQUEST_ID.match(record["request_id"]) and record["attempts"] == 1
         assert record["latency_ms"] > 0
-        assert [p["rank"] for p in record["predictions"]] == [1, 2, 3, 4, 5]
+        assert [p["rank"] for p in record["predictions"]] == list(range(1, DEFAULT_TOP_K + 1))
         probabilities = [p["probability"] for p in record["predictions"]]
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
         assert all(isinstance(p["label"], str) and 0 <= p["class_id"] < 1000 for p in record["predictions"])
@@ -106,8 +106,10 @@ def test_top_k_and_csv_one_row_per_rank_in_input_order(service, inputs):
 
 def test_table_shows_the_same_top1_as_jsonl(service, inputs):
     jsonl = run_client(*inputs["args"], "--url", service.base_url, "--format", "jsonl")
+    assert jsonl.returncode == 1 and "Traceback" not in jsonl.stderr, jsonl.stderr  # 1: the fake image failed
     top1 = {record["file"]: record["predictions"][0] for record in map(json.loads, jsonl.stdout.splitlines())
             if record["status"] == 200}
+    assert sorted(top1) == sorted(inputs["valid"]), top1  # every valid image is compared below
     table = run_client(*inputs["args"], "--url", service.base_url)
     assert table.returncode == 1 and "Traceback" not in table.stderr
     lines = table.stdout.splitlines()

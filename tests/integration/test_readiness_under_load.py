@@ -1,7 +1,8 @@
 """Readiness that does not cascade: under 40 concurrent /predict clients (more than MAX_INFLIGHT, so
-nginx sheds some with 503 overloaded), GET /health keeps answering 200 within 0.5 s: it is answered
-from the management API's worker states (scripts/service/readiness.py), never through TorchServe's job
-queue. The old deep check (/health?deep=1, through the queue) is measured beside it for contrast,
+nginx sheds some with 503 overloaded), GET /health keeps answering 200 faster than one inference takes
+on the idle machine (measured first, in the same test, so a slower CPU moves the bound with it): it is
+answered from the management API's worker states (scripts/service/readiness.py), never through
+TorchServe's job queue. The old deep check (/health?deep=1, through the queue) is measured beside it for contrast,
 GET /live stays 200, and the queue-depth gauge on /metrics sees the queued work."""
 
 from __future__ import annotations
@@ -22,11 +23,25 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENTS = 40
 DURATION_S = 25.0
 PROBE_INTERVAL_S = 0.1
-PROBE_DEADLINE_S = 0.5
+# A probe must answer within this many idle inferences: a probe that waited for the model's queue would
+# take many (every queued request ahead of it), one answered beside the model a small fraction of one.
+PROBE_DEADLINE_INFERENCES = 2.0
 IMAGE = jpeg_bytes(640, 480, seed=21)
 
 
+def idle_inference_s(service) -> float:
+    """One /predict on the idle service (the best of three, after a warm-up)."""
+    requests.post(service.url("/predict"), data=IMAGE, timeout=60)
+    timings = []
+    for _ in range(3):
+        started = time.monotonic()
+        assert requests.post(service.url("/predict"), data=IMAGE, timeout=60).status_code == 200
+        timings.append(time.monotonic() - started)
+    return min(timings)
+
+
 def test_readiness_answers_fast_under_40_clients(service):
+    probe_deadline_s = PROBE_DEADLINE_INFERENCES * idle_inference_s(service)
     stop = threading.Event()
     lock = threading.Lock()
     outcomes: Counter = Counter()
@@ -82,9 +97,10 @@ def test_readiness_answers_fast_under_40_clients(service):
         thread.join(timeout=70)
 
     latencies = sorted(latency for _, latency in probes)
-    good = sum(1 for status, latency in probes if status == 200 and latency <= PROBE_DEADLINE_S)
+    good = sum(1 for status, latency in probes if status == 200 and latency <= probe_deadline_s)
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    print(f"\nreadiness under {CLIENTS} clients: {good}/{len(probes)} probes 200 within {PROBE_DEADLINE_S} s "
+    print(f"\nreadiness under {CLIENTS} clients: {good}/{len(probes)} probes 200 within {probe_deadline_s:.3f} s "
+          f"({PROBE_DEADLINE_INFERENCES:g} idle inferences) "
           f"({100 * good / len(probes):.1f} %), statuses {dict(Counter(s for s, _ in probes))}, "
           f"p50 {1000 * statistics.median(latencies):.1f} ms, p99 {1000 * p99:.1f} ms, "
           f"max {1000 * latencies[-1]:.1f} ms; /predict outcomes {dict(outcomes)}; "

@@ -9,14 +9,16 @@ function showWeightsWarning(pretrained) {
   $("weights-warning").hidden = pretrained !== false;
 }
 
-// The served model's classes (from /info): bound the top-k input by the class count, so a
-// 4-class model is never asked for 5, and name the labels of a small custom model.
+// The served model's classes (from /info): start the top-k input at the server's default
+// (DEFAULT_TOP_K, never a number of the page's own), bound it by the class count, and name the
+// labels of a small custom model.
 function showModel(meta) {
   const topK = $("top-k");
-  const max = meta && meta.limits && meta.limits.top_k ? meta.limits.top_k.max : null;
-  if (max) {
-    topK.max = String(max);
-    if (Number(topK.value) > max) topK.value = String(max);
+  const limits = meta && meta.limits && meta.limits.top_k ? meta.limits.top_k : null;
+  if (limits) {
+    topK.max = String(limits.max);
+    if (!topK.value && limits.default) topK.value = String(limits.default);
+    if (Number(topK.value) > limits.max) topK.value = String(limits.max);
   }
   const classes = meta && meta.classes;
   if (!classes || !$("model-info")) return;
@@ -75,7 +77,8 @@ async function classify(event) {
   if (!chosen) return;
   const form = new FormData();
   form.append("file", chosen, chosen.name);
-  form.append("top_k", $("top-k").value || "5");
+  // An empty field leaves top_k to the server's default.
+  if ($("top-k").value) form.append("top_k", $("top-k").value);
   $("submit").disabled = true;
   const started = performance.now();
   try {
