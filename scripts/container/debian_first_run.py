@@ -110,8 +110,8 @@ class FirstRun:
     def versions(self) -> None:
         code, output = self.exec(f"cd {shlex.quote(ROOT_CHECKOUT)} && .venv/bin/python --version; "
                                  "java -version 2>&1 | head -1; nginx -v 2>&1; "
-                                 "dpkg-query -W -f='${Package} ${Version}\\n' 'nginx*' 'default-jre*' 'openjdk-*' "
-                                 "python3 python3-venv 2>/dev/null")
+                                 "dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\\n' 'nginx*' "
+                                 "'default-jre*' 'openjdk-*' python3 python3-venv 2>/dev/null | sed -n 's/^ii *//p'")
         self.report["versions"] = output.strip().splitlines()
         java = re.search(r'version "(\d+)', output)
         python = re.search(r"Python 3\.(\d+)", output)
