@@ -6,11 +6,11 @@ runtimes are new classes here, not new branches in the handler. Every backend is
 worker start from the archived eager weights, so they all compute with exactly those.
 
 - ``eager``: plain PyTorch, the reference (CPU or CUDA; fp32, bf16/fp16 autocast).
-- ``torchscript``: traced, frozen, oneDNN-optimised (CPU or CUDA); ``PRECISION=int8`` is
-  post-training static quantisation (CPU only, calibrated at start, see ``calibration``).
+- ``torchscript``: traced, frozen, oneDNN-optimised (CPU or CUDA).
 - ``openvino``: the model converted in memory to OpenVINO and compiled for the CPU, fp32
-  forced (OpenVINO would otherwise pick bf16 on CPUs that have it). Optional dependency,
-  imported only when chosen, so the pipeline still imports where it is not installed.
+  forced (OpenVINO would otherwise pick bf16 on CPUs that have it); with ``PRECISION=int8``,
+  the archive's int8 model instead (the only int8 path, handler/int8_policy.py). Optional
+  dependency, imported only when chosen, so the pipeline still imports where it is not installed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from handler.int8_policy import int8_model_missing, int8_runtime_refusal
 from handler.model_cache import ConvertedModelCache
 
 log = logging.getLogger("resnet50.backends")
@@ -47,7 +48,7 @@ def build_architecture(architecture: str, num_classes: int) -> torch.nn.Module:
     """An untrained torchvision model of the named architecture.
 
     torchvision is imported here, not at module level: it costs a worker about 2 s and 170 MB
-    (docs/benchmarks.md, "Restarts"), and a worker that reads a converted model back from the
+    (docs/performance.md, "Restarts"), and a worker that reads a converted model back from the
     cache never builds the eager one."""
     if architecture != "resnet50":
         raise ValueError(f"unsupported architecture {architecture!r}")
@@ -111,20 +112,12 @@ class EagerBackend:
 class TorchScriptBackend(EagerBackend):
     """The eager model traced and frozen by TorchScript (conv+BN folded, weights as constants),
     channels_last, and on CPU ``optimize_for_inference`` (oneDNN convolutions); each step's gain
-    is in docs/benchmarks.md ("The runtimes considered").
-
-    ``precision="int8"`` quantises first (FX post-training static quantisation for x86,
-    activation ranges observed on ``calibration()``'s batches); never the default: it changes
-    the logits by far more than 1e-3, and how much depends on how representative the
-    calibration images are."""
+    is in docs/performance.md ("The runtimes considered")."""
 
     name = "torchscript"
 
     def __init__(self, model: torch.nn.Module, device: torch.device, precision: str = "fp32",
-                 calibration: Callable[[], list[torch.Tensor]] | None = None, input_size: int = 224) -> None:
-        if precision == "int8":
-            self._init_int8(model, device, calibration, input_size)
-            return
+                 input_size: int = 224) -> None:
         super().__init__(model, device, precision, input_size)
         example = torch.randn(1, 3, input_size, input_size, device=device).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
@@ -137,48 +130,18 @@ class TorchScriptBackend(EagerBackend):
             if device.type == "cpu" and self._autocast_dtype is None:
                 self._model = torch.jit.optimize_for_inference(self._model)
 
-    def _init_int8(self, model: torch.nn.Module, device: torch.device,
-                   calibration: Callable[[], list[torch.Tensor]] | None, input_size: int = 224) -> None:
-        if device.type != "cpu":
-            raise ValueError("PRECISION=int8 runs on the CPU only")
-        if calibration is None:
-            raise ValueError("PRECISION=int8 needs calibration images")
-        from handler.quantization import quantize_int8  # only int8 pays for importing torch.ao
-
-        self.device = device
-        self.precision = "int8"
-        self.input_size = input_size
-        self.channels_last = False  # the quantised kernels measured fastest in NCHW here
-        self._autocast_dtype = None
-        quantized = quantize_int8(model.eval(), calibration())
-        example = torch.randn(1, 3, input_size, input_size)
-        with torch.no_grad():
-            self._model = torch.jit.freeze(torch.jit.trace(quantized, example, check_trace=False))
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            return super().__call__(batch)
-        with torch.inference_mode():
-            return self._model(batch.contiguous()).float()
-
     def warm_up(self, batch_sizes: list[int]) -> None:
         """TorchScript specialises on the first calls of each shape: pay that before serving."""
         for batch_size in sorted(set(batch_sizes)):
             for _ in range(2):
                 self(torch.zeros(batch_size, 3, self.input_size, self.input_size))
 
-    def describe(self) -> dict:
-        description = super().describe()
-        if self.precision == "int8":
-            description["quantization"] = "fx post-training static, x86 (fbgemm + oneDNN)"
-        return description
-
 
 class OpenVINOBackend:
     """The eager model converted with ``openvino.convert_model`` (or read back from the cache of
     converted models, or the archive's int8 model) and compiled for the CPU, one stream, as many
     inference threads as the worker's budget. The fastest faithful runtime measured here
-    (docs/benchmarks.md, "The runtimes considered")."""
+    (docs/performance.md, "The runtimes considered")."""
 
     name = "openvino"
 
@@ -192,8 +155,7 @@ class OpenVINOBackend:
         if precision not in ("fp32", "bf16", "int8"):
             raise ValueError(f"BACKEND=openvino supports PRECISION fp32, bf16 or int8, not {precision!r}")
         if precision == "int8" and prebuilt is None:
-            raise ValueError("PRECISION=int8 with BACKEND=openvino needs an archive built with "
-                             "scripts/archive/build_mar.py --int8-calibration DIR (the quantised model is made there)")
+            raise ValueError(int8_model_missing())
         try:
             openvino = _import_openvino_without_telemetry()
         except ImportError as exc:  # pragma: no cover - it is in requirements/runtime.txt
@@ -243,7 +205,7 @@ class OpenVINOBackend:
         """The first inference builds the compiled model's kernels (about 0.3 s here): pay it
         before serving, unless the self-test already did. Other batch sizes are not run: a
         new shape's first call cost about 0.1 s more than its steady state (measured, see
-        docs/benchmarks.md "Restarts"), less than running it would add to every (re)start."""
+        docs/performance.md "Restarts"), less than running it would add to every (re)start."""
         if not self._calls and batch_sizes:
             self(torch.zeros(min(batch_sizes), 3, self.input_size, self.input_size))
 
@@ -277,12 +239,14 @@ BACKENDS = {"eager": EagerBackend, "torchscript": TorchScriptBackend, "openvino"
 
 def resolve_backend_name(name: str, device: torch.device, precision: str) -> str:
     """``auto`` (the default) is the fastest faithful runtime for the device: OpenVINO on the
-    CPU (docs/benchmarks.md), TorchScript on CUDA and for int8 (where OpenVINO has no path
-    here), TorchScript too where openvino is not installed."""
+    CPU (docs/performance.md), and the only one for int8 (the archive's int8 model); TorchScript
+    on CUDA, and where openvino is not installed."""
     if name != "auto":
         return name
-    if device.type != "cpu" or precision not in ("fp32", "bf16"):
+    if device.type != "cpu" or precision not in ("fp32", "bf16", "int8"):
         return "torchscript"
+    if precision == "int8":
+        return "openvino"  # no fallback: without openvino int8 cannot run, and says so
     if importlib.util.find_spec("openvino") is None:
         log.warning("BACKEND=auto: openvino is not installed; using torchscript")
         return "torchscript"
@@ -291,25 +255,25 @@ def resolve_backend_name(name: str, device: torch.device, precision: str) -> str
 
 def create_backend(
     name: str, weights_path: str | Path, architecture: str, num_classes: int,
-    device: torch.device, precision: str = "fp32",
-    calibration: Callable[[], list[torch.Tensor]] | None = None, input_size: int = 224,
+    device: torch.device, precision: str = "fp32", input_size: int = 224,
     converted_cache: Callable[[str, str], ConvertedModelCache | None] | None = None,
     int8_model: Path | None = None,
 ) -> Backend:
     """Build the configured backend once; unknown names fail loudly at start.
-    ``calibration`` (batches of model inputs) is called only for ``PRECISION=int8``;
     ``input_size`` is the archive's crop size (static shapes are compiled for it);
-    ``converted_cache(runtime, version)`` says where a converted model may be kept."""
-    if precision == "int8" and name == "auto" and int8_model is not None and device.type == "cpu":
-        name = "openvino"  # the archive carries a model quantised at build: the fastest int8 here
+    ``converted_cache(runtime, version)`` says where a converted model may be kept;
+    ``int8_model`` is the archive's int8 model, the one thing ``PRECISION=int8`` serves. The
+    supervisor refuses int8 without it before TorchServe starts; a worker given int8 all the
+    same refuses here with the same line (handler/int8_policy.py)."""
+    if precision == "int8":
+        refusal = int8_runtime_refusal(name, device.type) or (None if int8_model else int8_model_missing())
+        if refusal:
+            raise ValueError(refusal)
     name = resolve_backend_name(name, device, precision)
     try:
         backend_class = BACKENDS[name]
     except KeyError:
         raise ValueError(f"unknown BACKEND {name!r}; choose one of {sorted(BACKENDS)}") from None
-    if precision == "int8" and backend_class is EagerBackend:
-        raise ValueError("PRECISION=int8 needs BACKEND=openvino (an archive built with --int8-calibration) "
-                         "or BACKEND=torchscript")
     if backend_class is OpenVINOBackend:
         # Loaded only if it must be converted: a restart with a cached conversion skips it.
         def load() -> torch.nn.Module:
@@ -320,8 +284,6 @@ def create_backend(
         cache = converted_cache("openvino", _openvino_version()) if converted_cache else None
         return OpenVINOBackend(load, device, precision, input_size=input_size, converted_cache=cache)
     model = load_eager_model(weights_path, architecture, num_classes)
-    if precision == "int8":
-        return TorchScriptBackend(model, device, precision, calibration=calibration, input_size=input_size)
     return backend_class(model, device, precision, input_size=input_size)
 
 

@@ -1,8 +1,8 @@
 """int8 for OpenVINO, made once at archive build: NNCF post-training quantisation of the
 converted model, calibrated on images the user names (or the golden set), stored in the archive.
 
-Workers with ``PRECISION=int8`` then read the quantised model instead of calibrating at every
-start (the TorchScript int8 path does that, and it is slower; docs/benchmarks.md). The
+Workers with ``PRECISION=int8`` then read the quantised model: it is the only int8 path, and a
+start with an archive that has none is refused in one line (handler/int8_policy.py). The
 calibration images go through the archive's own preprocessing, so the activation ranges are the
 ones real requests produce. The quantised model's logits on the self-test input are recorded
 beside it: each worker checks that it loaded exactly that model.
@@ -63,7 +63,7 @@ def quantize_to_archive(model: torch.nn.Module, inputs: list[np.ndarray], spec: 
                                        input=[(-1, 3, size, size)])
     # The classifier head (fc) stays fp32: it is the part a fine-tune changed, it holds the
     # decision, and it is 0.05 % of the compute; quantising it too cost the suite's trained
-    # model far more agreement with fp32 (docs/benchmarks.md, "int8's agreement").
+    # model far more agreement with fp32 (docs/performance.md, "int8").
     quantized = nncf.quantize(converted, nncf.Dataset(inputs), subset_size=len(inputs),
                               preset=nncf.QuantizationPreset.PERFORMANCE,
                               ignored_scope=nncf.IgnoredScope(types=["MatMul"]))

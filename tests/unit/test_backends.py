@@ -1,6 +1,8 @@
 """Every backend is faithful to eager PyTorch on the parity images: max |logit diff| <= 1e-3
 and the same top-5, through the same decode and transform."""
 
+import re
+
 import pytest
 import torch
 
@@ -43,59 +45,26 @@ def test_unknown_backend_fails_loudly(model_dir):
                        torch.device("cpu"))
 
 
-def test_int8_is_quantised_and_close_to_fp32(model_dir, parity_batch):
-    """PRECISION=int8 really runs quantised kernels, stays near fp32 (measured on these images:
-    relative error ~0.05, top-1 8/9) and is refused where it is not implemented."""
-    from handler.calibration import calibration_batches
-
-    meta, batch, reference = parity_batch
-    calls = []
-
-    def calibration():
-        calls.append(1)
-        return calibration_batches(meta.preprocessing)[:2]
-
-    backend = create_backend("torchscript", model_dir / meta.weights.file, meta.architecture,
-                             meta.num_classes, torch.device("cpu"), "int8", calibration=calibration)
-    assert calls == [1]
-    assert "quantized" in str(backend._model.graph)
-    logits = backend(batch)
-    relative = float(torch.linalg.vector_norm(logits - reference) / torch.linalg.vector_norm(reference))
-    assert 1e-4 < relative < 0.15  # not fp32 in disguise, not garbage
-    assert int((logits.argmax(1) == reference.argmax(1)).sum()) >= 6
-    assert backend.describe()["precision"] == "int8"
-    refusals = {"eager": "int8 needs BACKEND=openvino .* or BACKEND=torchscript",
-                "openvino": "needs an archive built with scripts/archive/build_mar.py --int8-calibration"}
-    for name, message in refusals.items():
-        with pytest.raises(ValueError, match=message):
-            create_backend(name, model_dir / meta.weights.file, meta.architecture, meta.num_classes,
-                           torch.device("cpu"), "int8", calibration=calibration)
-
-
-def test_calibration_from_a_folder(tmp_path):
-    from handler.calibration import calibration_batches
-    from handler.transforms import PreprocessSpec
-    from tests.support import jpeg_bytes, png_bytes
-
-    spec = PreprocessSpec(232, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    for i in range(3):
-        (tmp_path / f"photo{i}.jpg").write_bytes(jpeg_bytes(300, 200, seed=i))
-    (tmp_path / "grey.png").write_bytes(png_bytes(64, 64, mode="L"))
-    (tmp_path / "notes.txt").write_text("not an image")
-    batches = calibration_batches(spec, tmp_path, batch_size=3)
-    assert [tuple(b.shape) for b in batches] == [(3, 3, 224, 224), (1, 3, 224, 224)]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
-        calibration_batches(spec, empty)
-    with pytest.raises(ValueError, match="is not a directory"):
-        calibration_batches(spec, tmp_path / "missing")
-    (tmp_path / "truncated.jpg").write_bytes(jpeg_bytes(300, 200)[:200])
-    with pytest.raises(ValueError, match="truncated.jpg"):
-        calibration_batches(spec, tmp_path)
-    synthetic = calibration_batches(spec)
-    assert sum(len(b) for b in synthetic) == 32
-    assert torch.equal(synthetic[0], calibration_batches(spec)[0])  # deterministic
+def test_int8_is_only_the_archives_model_and_every_other_way_is_refused_in_one_line(model_dir):
+    """PRECISION=int8 runs the archive's OpenVINO int8 model and nothing else: no archive model,
+    another backend or a GPU are refused before any model is built, each in one line. (The int8
+    model itself serving is tests/unit/test_openvino_int8.py.)"""
+    meta = load_model_meta(model_dir)
+    weights = model_dir / meta.weights.file
+    present = model_dir / "int8" / "model.xml"  # never read: every case is refused before
+    refusals = [
+        ("auto", "cpu", None, "needs an archive with an int8 model, and this archive has none: rebuild it with "
+                              "python -m scripts.archive.build_mar --force --int8-calibration DIR"),
+        ("openvino", "cpu", None, "--int8-calibration DIR"),
+        ("torchscript", "cpu", present, "BACKEND must be auto or openvino, not torchscript"),
+        ("eager", "cpu", present, "BACKEND must be auto or openvino, not eager"),
+        ("auto", "cuda", present, "on the CPU: DEVICE must be cpu, not cuda"),
+    ]
+    for name, device, int8_model, message in refusals:
+        with pytest.raises(ValueError, match=re.escape(message)) as refused:
+            create_backend(name, weights, meta.architecture, meta.num_classes, torch.device(device), "int8",
+                           int8_model=int8_model)
+        assert "\n" not in str(refused.value) and "PRECISION=int8" in str(refused.value)
 
 
 def test_openvino_never_phones_home(tmp_path):
@@ -142,10 +111,11 @@ def test_auto_picks_the_fastest_faithful_runtime_per_device(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_backend_name("auto", cpu, "fp32") == "openvino"
     assert resolve_backend_name("auto", cpu, "bf16") == "openvino"
-    assert resolve_backend_name("auto", cpu, "int8") == "torchscript"
+    assert resolve_backend_name("auto", cpu, "int8") == "openvino"  # the archive's int8 model
     assert resolve_backend_name("auto", cuda, "fp16") == "torchscript"
     assert resolve_backend_name("eager", cpu, "fp32") == "eager"  # a named backend is kept
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "openvino" else real_find_spec(name, *a))
     assert resolve_backend_name("auto", cpu, "fp32") == "torchscript"
+    assert resolve_backend_name("auto", cpu, "int8") == "openvino"  # no fallback: it says openvino is missing
