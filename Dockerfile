@@ -1,4 +1,4 @@
-# ResNet-50 on TorchServe behind nginx, one container, port 5000.
+# ResNet-50 on TorchServe behind nginx, one container: HTTP on port 5000, the Open Inference Protocol over gRPC on 8081.
 #   docker build -t resnet50-serve .
 #   docker run --rm -p 5000:5000 resnet50-serve          (stop with: docker stop -t 45 ...)
 # Real ImageNet weights are downloaded while building when the build has network access;
@@ -7,16 +7,18 @@
 # and name them (model_inputs/README.md):
 #   --build-arg MODEL_WEIGHTS=model_inputs/my.ckpt --build-arg MODEL_LABELS=model_inputs/labels.json
 #   --build-arg BUILD_MAR_ARGS="--preprocessing resize=256 crop=224 --golden model_inputs/golden"
-# Proven without a Docker engine by scripts/container/container_smoke.sh (podman; see README "Docker").
+# Proven without a Docker engine by scripts/container/container_smoke.sh (podman; see docs/deployment.md).
 
-# bookworm, not the floating python:3.11-slim: that tag moved to Debian trixie (Aug 2025),
-# which has no openjdk-17 (TorchServe's tested Java); bookworm is also what the
-# development machine and scripts/serve.sh run on.
+# A fixed Debian release, not the floating python:3.11-slim (that tag moved from bookworm to trixie in
+# Aug 2025): bookworm, with Python 3.11 and Java 17. (The service runs on trixie too, with Java 21 and
+# Python 3.13: scripts/container/debian_first_run.sh proves the README's commands there.)
 FROM python:3.11-slim-bookworm
 
-# The package index torch and torchvision come from; empty = pip's default index, whose Linux
-# wheels are the CUDA build (+ nvidia-* wheels: a 5.9 GB Python layer). Point it at an index
-# of PyTorch's CPU-only wheels to get ~1.1 GB instead (README "Docker").
+# Packages come only from the hash-checked locks (requirements/locks/, made by scripts/lock.sh): PyTorch
+# is pip's default index's Linux build, CUDA and nvidia-* wheels included (a 5.9 GB Python layer). The
+# former TORCH_INDEX_URL (CPU-only wheels from another index) is refused: those files have other hashes
+# (and +cpu versions) than the lock, and installing them unchecked is what the lock exists to prevent.
+# A CPU image needs a lock of its own made against that index (docs/deployment.md "Supply chain").
 ARG TORCH_INDEX_URL=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -32,14 +34,28 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # curl: `podman kube play` runs the manifest's httpGet probes as `curl -f` inside the container
 # (the kubelet probes from outside and needs nothing in the image).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless nginx-light curl \
+ && apt-get install -y --no-install-recommends default-jre-headless nginx-light curl \
  && rm -rf /var/lib/apt/lists/*
 
-# Layer 2: PyTorch (largest, changes least), then layer 3: the rest of the pinned stack.
+# Layer 2: pip and PyTorch (largest, changes least), from their locks only, so a change to the other
+# pins reuses it. Layer 3: the rest of the locked stack, and the SBOM of the result: cyclonedx-bom runs
+# from a throwaway venv of its own (requirements/locks/sbom.txt), removed in the same RUN, so neither it
+# nor its dependencies are in the image; only /app/sbom.cdx.json (CycloneDX JSON of /opt/venv) is.
+# --require-hashes: every file's sha256 must be in the lock, whichever index or mirror served it.
+COPY requirements/locks/pip.txt requirements/locks/torch.txt /app/requirements/locks/
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+      echo "TORCH_INDEX_URL is no longer supported: the image installs only the hash-checked locks" \
+           "(requirements/locks/); see docs/deployment.md \"Supply chain\"" >&2; exit 1; fi \
+ && python -m venv /opt/venv \
+ && pip install --require-hashes -r /app/requirements/locks/pip.txt \
+ && pip install --require-hashes -r /app/requirements/locks/torch.txt
 COPY requirements/ /app/requirements/
-RUN python -m venv /opt/venv \
- && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r /app/requirements/torch.txt \
- && pip install -r /app/requirements/runtime.txt
+RUN pip install --require-hashes -r /app/requirements/locks/runtime.txt \
+ && python -m venv /tmp/sbom-venv \
+ && /tmp/sbom-venv/bin/pip install --require-hashes -r /app/requirements/locks/pip.txt \
+ && /tmp/sbom-venv/bin/pip install --require-hashes -r /app/requirements/locks/sbom.txt \
+ && /tmp/sbom-venv/bin/cyclonedx-py environment --output-reproducible --of JSON -o /app/sbom.cdx.json /opt/venv \
+ && rm -rf /tmp/sbom-venv
 
 # Layer 4: the code, then layer 5: the model archive built from it.
 WORKDIR /app
@@ -60,7 +76,7 @@ RUN MODEL_WEIGHTS="$MODEL_WEIGHTS" MODEL_LABELS="$MODEL_LABELS" python -m script
 # Non-root; the image needs no writable path but RUN_DIR (/tmp/run): it runs with
 #   --read-only --tmpfs /tmp:rw,size=512m   (TorchServe unpacks the ~95 MB archive there).
 USER 10001
-EXPOSE 5000
+EXPOSE 5000 8081
 STOPSIGNAL SIGTERM
 # podman/buildah keep HEALTHCHECK only with --format docker (the OCI format has none).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \

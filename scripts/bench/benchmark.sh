@@ -30,7 +30,7 @@ ensure_peer_venv() {
     "$python" -m venv "$PEER_VENV"
   fi
   rm -f "$PEER_VENV/.requirements-stamp"   # written last: an interrupted install is simply redone
-  "$PEER_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PEER_REQUIREMENTS"
+  "$PEER_VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/locks/pip.txt -r requirements/locks/bench-kserve.txt
   echo "$wanted" >"$PEER_VENV/.requirements-stamp"
 }
 
