@@ -110,13 +110,22 @@ venv_usable() {
 }
 
 ensure_venv() {
-  local profile="$1" files=(requirements/torch.txt requirements/runtime.txt) stamps
+  # Installs come from the hash-checked locks (requirements/locks/, made by scripts/lock.sh from
+  # requirements/*.txt): every transitive package at the version and with the bytes that were locked.
+  local profile="$1" lock=requirements/locks/runtime.txt stamps checker
   case "$profile" in
-    test|bench) files+=("requirements/$profile.txt") ;;
+    test|bench) lock="requirements/locks/$profile.txt" ;;
   esac
-  # One stamp line per satisfied profile: a test or bench venv also satisfies "runtime".
-  stamps="$(cd "$REPO_ROOT" && cat requirements/torch.txt requirements/runtime.txt | sha256sum | cut -c1-16)-runtime"
-  [ "$profile" != runtime ] && stamps="$stamps"$'\n'"$(cd "$REPO_ROOT" && cat "${files[@]}" | sha256sum | cut -c1-16)-$profile"
+  # A requirements/*.txt edited without re-locking would be silently ignored: say so (stdlib only, ~0.1 s).
+  checker="$VENV_DIR/bin/python"; [ -x "$checker" ] || checker="${PYTHON:-python3}"
+  if ! (cd "$REPO_ROOT" && "$checker" -m scripts.supply_chain.lock --check >/dev/null 2>&1); then
+    say "requirements/locks/ are stale against requirements/*.txt: installing the locked versions;" \
+        "run scripts/lock.sh to lock your change"
+  fi
+  # One stamp line per satisfied profile: a test or bench venv also satisfies "runtime" (their locks are
+  # made with runtime's as a constraint, so every package they share has the same version).
+  stamps="$(cd "$REPO_ROOT" && cat requirements/locks/pip.txt requirements/locks/runtime.txt | sha256sum | cut -c1-16)-runtime"
+  [ "$profile" != runtime ] && stamps="$stamps"$'\n'"$(cd "$REPO_ROOT" && cat requirements/locks/pip.txt "$lock" | sha256sum | cut -c1-16)-$profile"
   local wanted="${stamps##*$'\n'}"
   if [ -f "$VENV_DIR/.requirements-stamp" ] && grep -qxF "$wanted" "$VENV_DIR/.requirements-stamp" \
      && "$VENV_DIR/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("torch", "torchvision", "ts", "openvino")))' >/dev/null 2>&1; then
@@ -134,14 +143,14 @@ ensure_venv() {
   fi
   # The stamp is written last: an install interrupted anywhere before it (Ctrl-C, a lost
   # connection) is simply run again next time, and pip keeps what was already complete.
-  # Other profiles' lines (test, bench) stay valid: the profiles' pins are compatible.
   local kept=""
   [ -f "$VENV_DIR/.requirements-stamp" ] && kept="$(cat "$VENV_DIR/.requirements-stamp")"
   rm -f "$VENV_DIR/.requirements-stamp"
-  "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  local args=()
-  for file in "${files[@]}"; do args+=(-r "$file"); done
-  (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}")
+  # pip first (the venv's bundled one is 23.x on Debian 12), from its own lock; then the profile's lock.
+  # --require-hashes: a file whose sha256 is not in the lock is refused, from PyPI or from a local mirror.
+  (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
+     -r requirements/locks/pip.txt >/dev/null)
+  (cd "$REPO_ROOT" && "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r "$lock")
   printf '%s\n%s\n' "$kept" "$stamps" | grep -v '^$' | sort -u >"$VENV_DIR/.requirements-stamp.tmp"
   mv "$VENV_DIR/.requirements-stamp.tmp" "$VENV_DIR/.requirements-stamp"
 }
