@@ -52,6 +52,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import psutil
@@ -59,7 +60,6 @@ import requests
 import torch
 
 from handler.backends import create_backend
-from handler.calibration import calibration_batches
 from handler.decoding import DecodeLimits
 from handler.model_meta import parse_model_meta
 from handler.pipeline import ClassificationPipeline
@@ -113,8 +113,10 @@ def pool_rounds(rounds: list[dict]) -> dict:
 
 # ----------------------------------------------------------------------------- load
 def run_level(url: str, image: bytes, concurrency: int, max_requests: int, max_seconds: float,
-              content_type: str = "image/jpeg") -> dict:
-    """``concurrency`` closed-loop clients until ``max_requests`` answers or ``max_seconds``."""
+              content_type: str = "image/jpeg", make_sender: Callable[[], Callable[[], int]] | None = None) -> dict:
+    """``concurrency`` closed-loop clients until ``max_requests`` answers or ``max_seconds``.
+    ``make_sender``: each client's own way to send one request (returns its status); default a POST
+    of ``image`` to ``url``."""
     latencies: list[float] = []
     statuses: Counter = Counter()
     lock = threading.Lock()
@@ -123,6 +125,7 @@ def run_level(url: str, image: bytes, concurrency: int, max_requests: int, max_s
     bar = tqdm(total=max_requests, desc=f"c={concurrency:>2}", leave=False, disable=None) if tqdm else None
 
     def client() -> None:
+        send = make_sender() if make_sender else None
         session = requests.Session()
         while time.monotonic() < deadline:
             with lock:
@@ -130,10 +133,14 @@ def run_level(url: str, image: bytes, concurrency: int, max_requests: int, max_s
                     return
                 issued[0] += 1
             started = time.monotonic()
-            try:
-                status = session.post(url, data=image, headers={"Content-Type": content_type}, timeout=60).status_code
-            except requests.RequestException:
-                status = 0
+            if send is not None:
+                status = send()
+            else:
+                try:
+                    status = session.post(url, data=image, headers={"Content-Type": content_type},
+                                          timeout=60).status_code
+                except requests.RequestException:
+                    status = 0
             elapsed = time.monotonic() - started
             with lock:
                 statuses[status] += 1
@@ -174,8 +181,12 @@ class Target:
     body: bytes
     content_type: str = "image/jpeg"
     pid: int | None = None
+    # Another way to call it (scripts/bench/grpc_load.py: v2 binary over HTTP, gRPC): timeout -> send().
+    make_send: Callable[[float], Callable[[], int]] | None = None
 
     def sender(self, timeout: float):
+        if self.make_send is not None:
+            return self.make_send(timeout)
         session = requests.Session()
         headers = {"Content-Type": self.content_type}
 
@@ -208,10 +219,14 @@ def in_turns(targets: dict[str, Target], rounds: int, run_one) -> dict[str, list
 
 # ------------------------------------------------------------------------ in-process
 def load_archive(archive: Path, tmp: Path) -> tuple[Path, dict]:
+    """The weights and model_meta.json, and the int8 model's folder when the archive holds one."""
     with zipfile.ZipFile(archive) as mar:
         meta = json.loads(mar.read("model_meta.json"))
         weights = tmp / meta["weights"]["file"]
         weights.write_bytes(mar.read(meta["weights"]["file"]))
+        if meta.get("int8"):
+            folder = Path(meta["int8"]["file"]).parent.as_posix() + "/"
+            mar.extractall(tmp, [name for name in mar.namelist() if name.startswith(folder)])
     return weights, meta
 
 
@@ -224,8 +239,8 @@ def model_only(archive: Path, backend_name: str, precision: str, batch_sizes: li
         meta = parse_model_meta(raw_meta)
         backend = create_backend(
             backend_name, weights, meta.architecture, meta.num_classes, torch.device("cpu"), precision,
-            # int8 calibrates as the service does (same folder or the same synthetic set)
-            calibration=lambda: calibration_batches(meta.preprocessing, os.environ.get("INT8_CALIBRATION_DIR") or None))
+            # int8 is the archive's int8 model, as the service serves it
+            int8_model=Path(tmp) / meta.int8.file if meta.int8 else None)
     pipeline = ClassificationPipeline(meta, backend, DecodeLimits())
     results = {"backend": backend.describe(), "threads": torch.get_num_threads(), "model_only": {}, "pipeline": {}}
     for batch_size in batch_sizes:
@@ -253,10 +268,11 @@ class PrivateInstance:
         self.env = dict(os.environ)
         self.env.update({k: str(free_port()) for k in ("PORT", "TS_INFERENCE_PORT", "TS_MANAGEMENT_PORT",
                                                         "TS_METRICS_PORT", "TS_GRPC_INFERENCE_PORT",
-                                                        "TS_GRPC_MANAGEMENT_PORT")})
+                                                        "TS_GRPC_MANAGEMENT_PORT", "GRPC_PORT")})
         self.env.update({"BIND_ADDRESS": "127.0.0.1", "RUN_DIR": str(self.run_dir), "LOG_LEVEL": "WARNING"})
         self.env.update(extra_env)
         self.url = f"http://127.0.0.1:{self.env['PORT']}"
+        self.grpc_target = f"127.0.0.1:{self.env['GRPC_PORT']}" if self.env.get("GRPC_PORT") else None
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300) -> float:
@@ -602,6 +618,7 @@ def markdown(report: dict) -> str:
         for i, ours in enumerate(report["levels"]):
             lines.append(f"| {ours['concurrency']} | {cell(ours)} | "
                          + " | ".join(cell(v["levels"][i]) for v in report["variants"]) + " |")
+    lines += _protocol_lines(report)
     lines += _open_loop_lines(report)
     if report.get("in_process"):
         ip = report["in_process"]
@@ -669,6 +686,68 @@ def ratios_per_round(ours: list[dict], theirs: list[dict]) -> list[float | None]
     return [round(o["req_per_s"] / t["req_per_s"], 2) if t["req_per_s"] else None for o, t in zip(ours, theirs)]
 
 
+PROTOCOLS = ("predict", "v2-http", "v2-grpc")
+PROTOCOL_TARGETS = ("v2-http", "v2-grpc")  # targets named after their protocol ("predict" is "default")
+
+
+def parse_protocols(text: str) -> list[str]:
+    """``"v2-http,v2-grpc"`` -> ["v2-http", "v2-grpc"]; each one of PROTOCOLS, no repeats."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in PROTOCOLS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"--protocols takes a list of {', '.join(PROTOCOLS)} (no repeats), not {text!r}")
+    return names
+
+
+def protocol_targets(protocols: list[str], url: str, grpc_target: str, image: bytes, model: str,
+                     pid: int | None) -> dict[str, Target]:
+    """The Open Inference Protocol targets of one instance (scripts/bench/grpc_load.py)."""
+    from scripts.bench.grpc_load import grpc_sender, http_sender, v2_grpc_request, v2_http_request
+
+    targets = {}
+    if "v2-http" in protocols:
+        path, body, headers = v2_http_request(image, model)
+        targets["v2-http"] = Target("v2-http", url + path, body, headers["Content-Type"], pid,
+                                    make_send=http_sender(url + path, body, headers))
+    if "v2-grpc" in protocols:
+        targets["v2-grpc"] = Target("v2-grpc", grpc_target, b"", "", pid,
+                                    make_send=grpc_sender(grpc_target, v2_grpc_request(image, model)))
+    return targets
+
+
+def _protocol_lines(report: dict) -> list[str]:
+    """gRPC against HTTP, both the Open Inference Protocol with binary tensors, same instance, same turns."""
+    levels = report.get("protocols", {})
+    http, grpc_levels = levels.get("v2-http", []), levels.get("v2-grpc", [])
+    if not http or not grpc_levels:
+        return []
+    lines = ["", "The Open Inference Protocol v2, one image per call, binary tensors, the same instance: over HTTP "
+             "(POST /v2/models/NAME/infer through nginx) and over gRPC (ModelInfer on GRPC_PORT, through the "
+             f"supervisor's front and nginx), taking turns at each level ({report.get('rounds', 1)} turns each, "
+             "alternating who goes first):", "",
+             "| concurrency | HTTP req/s | HTTP p50 / p99 ms | gRPC req/s | gRPC p50 / p99 ms | gRPC ÷ HTTP req/s | "
+             "gRPC ÷ HTTP p99 | req/s ratio per turn | service CPU ms per call HTTP / gRPC | "
+             "load-gen CPU s HTTP / gRPC |",
+             "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    spreads = report.get("protocols_rounds_ratio") or [[] for _ in http]
+    for h, g, spread in zip(http, grpc_levels, spreads):
+        ratio = g["req_per_s"] / h["req_per_s"] if h["req_per_s"] else float("nan")
+        p99 = g["p99_ms"] / h["p99_ms"] if h.get("p99_ms") and g.get("p99_ms") is not None else float("nan")
+        rounds = ", ".join(f"{r:.2f}" for r in spread if r is not None) or "-"
+        lines.append(f"| {h['concurrency']} | {h['req_per_s']} | {_fmt(h['p50_ms'])} / {_fmt(h['p99_ms'])} | "
+                     f"{g['req_per_s']} | {_fmt(g['p50_ms'])} / {_fmt(g['p99_ms'])} | **{ratio:.2f}x** | {p99:.2f} | "
+                     f"{rounds} | {_cpu_per_call(h)} / {_cpu_per_call(g)} | "
+                     f"{_fmt(h.get('loadgen_cpu_s'), '.1f')} / {_fmt(g.get('loadgen_cpu_s'), '.1f')} |")
+    return lines + ["", "Service CPU per call: the instance's processes (supervisor with the gRPC front, nginx, "
+                    "TorchServe, workers) over the level ÷ calls answered; what the front and its loopback hop "
+                    "cost shows as gRPC's excess over HTTP's."]
+
+
+def _cpu_per_call(level: dict) -> str:
+    cpu, ok = level.get("service_cpu_s"), level.get("ok")
+    return "-" if cpu is None or not ok else f"{cpu * 1000 / ok:.0f}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running service (default: --start a private one)")
@@ -719,6 +798,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv", type=Path, help="also write every level of every service as CSV here")
     parser.add_argument("--json", type=Path, help="also write the whole report as JSON here")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
+    parser.add_argument("--protocols", default="predict",
+                        help="how the default instance is called, each a target of its own taking turns with the "
+                             "others: predict (POST /predict, the image as the body), v2-http (POST "
+                             "/v2/models/NAME/infer, binary tensor), v2-grpc (ModelInfer on GRPC_PORT); "
+                             "e.g. v2-http,v2-grpc compares the two Open Inference Protocol transports in one run")
+    parser.add_argument("--grpc-target", help="with --url: HOST:PORT of its GRPC_PORT (default: 127.0.0.1:GRPC_PORT "
+                                              "of the settings)")
     parser.add_argument("--label", default="default settings")
     return parser
 
@@ -744,6 +830,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to measure: give --concurrency levels, --open-loop or --rates")
     if args.rounds < 1 or args.max_inflight < 1:
         parser.error("--rounds and --max-inflight are at least 1")
+    try:
+        protocols = parse_protocols(args.protocols)
+    except ValueError as error:
+        parser.error(str(error))
+    if "predict" not in protocols and (args.stock or args.peer or variants):
+        parser.error("--stock, --peer and --variant compare against POST /predict: keep predict in --protocols")
     open_seconds = args.open_seconds or args.seconds
     open_requests = args.open_requests or args.requests
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
@@ -762,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
     peer = PeerInstance(archive, args.peer_python) if args.peer == "kserve" else None
     variant_instances: dict[str, PrivateInstance] = {}
     closed: dict[str, list[dict]] = {}
-    closed_ratios: dict[str, list[list]] = {"stock": [], "kserve": []}
+    closed_ratios: dict[str, list[list]] = {"stock": [], "kserve": [], "v2-http": []}
     open_levels: dict[str, list[dict]] = {}
     capacity: dict[str, float] = {}
     memory: dict = {"services": {}}
@@ -786,7 +878,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"starting a private instance with {spec}...", flush=True)
             variant_instances[spec] = PrivateInstance(extra_env)
             variant_instances[spec].start()
-        targets = {"default": Target("default", url + "/predict", image, pid=ours_pid)}
+        targets = {}
+        if "predict" in protocols:
+            targets["default"] = Target("default", url + "/predict", image, pid=ours_pid)
+        grpc_target = (instance.grpc_target if instance else None) or args.grpc_target \
+            or f"127.0.0.1:{settings['GRPC_PORT']}"
+        targets |= protocol_targets(protocols, url, grpc_target, image, settings["MODEL_NAME"], ours_pid)
         targets |= {spec: Target(spec, i.url + "/predict", image, pid=i.pid) for spec, i in variant_instances.items()}
         if stock:
             targets["stock"] = Target("stock", stock.url, image, pid=stock.process.pid)
@@ -802,11 +899,13 @@ def main(argv: list[str] | None = None) -> int:
                          sweep: bool = True) -> dict[str, dict]:
             rounds = in_turns(targets, args.rounds, lambda t, _r: run_level(
                 t.url, t.body, concurrency, max(1, max_requests // args.rounds), max_seconds / args.rounds,
-                t.content_type))
+                t.content_type, make_sender=(lambda t=t: t.sender(60)) if t.make_send else None))
             pooled = {name: pool_rounds(results) for name, results in rounds.items()}
             for baseline in ("stock", "kserve"):
                 if sweep and baseline in rounds:
                     closed_ratios[baseline].append(ratios_per_round(rounds["default"], rounds[baseline]))
+            if sweep and {"v2-grpc", "v2-http"} <= rounds.keys():  # gRPC ÷ HTTP, turn by turn
+                closed_ratios["v2-http"].append(ratios_per_round(rounds["v2-grpc"], rounds["v2-http"]))
             return pooled
 
         for concurrency in concurrency_levels:
@@ -856,7 +955,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"open {label}: " + "  | ".join(parts), flush=True)
 
         print("memory...", flush=True)
+        measured: set[int | None] = set()
         for name, target in targets.items():
+            if name in PROTOCOL_TARGETS and target.pid in measured:
+                continue  # another way into a service measured already
+            measured.add(target.pid)
             memory["services"][name] = memory_of(target.pid)
         variant_runtime = {spec: requests.get(i.url + "/info", timeout=10).json()["default"][0]["customizedMetadata"]
                            ["runtime"] for spec, i in variant_instances.items()}
@@ -887,6 +990,9 @@ def main(argv: list[str] | None = None) -> int:
                           "predictor": "scripts/bench/kserve_peer.py"}
         report["peer_levels"] = closed.get("kserve", [])
         report["peer_rounds_ratio"] = closed_ratios["kserve"]
+    if set(protocols) & set(PROTOCOL_TARGETS):
+        report["protocols"] = {name: closed.get(name, []) for name in PROTOCOL_TARGETS if name in protocols}
+        report["protocols_rounds_ratio"] = closed_ratios["v2-http"]
     if variants:
         report["variants"] = [{"label": spec, "env": variants[spec], "runtime": variant_runtime[spec],
                                "levels": closed.get(spec, [])} for spec in variants]

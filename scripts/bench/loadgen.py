@@ -246,6 +246,8 @@ def _targets(report: dict) -> list[tuple[str, dict]]:
     for name, key in (("stock", "stock_levels"), ("kserve", "peer_levels")):
         if key in report or name in opened:
             blocks.append((name, {"closed": report.get(key, []), "open": opened.get(name, [])}))
+    for name, levels in report.get("protocols", {}).items():  # --protocols v2-http,v2-grpc (same instance)
+        blocks.append((name, {"closed": levels, "open": opened.get(name, [])}))
     return blocks
 
 
