@@ -1,6 +1,6 @@
 """One TorchServe request (its input dict and headers) -> the image bytes and options.
 
-Three request forms reach the handler (config/openapi.json, README "API"): multipart with a ``file`` field and an
+Three request forms reach the handler (config/openapi.json, docs/api.md): multipart with a ``file`` field and an
 optional ``top_k`` field; a raw image body; a JSON object ``{"image": b64, "top_k": n}``.
 ``top_k`` may also come as the query parameter, which the proxy carries in the
 ``X-Top-K`` header because TorchServe drops query strings. A body field wins over the query.
@@ -10,8 +10,9 @@ Several images in one request: JSON ``{"images": [b64, ...]}``, or multipart fie
 names, so each image needs its own name). Such a request is answered with one result per
 image, in order; its images are checked one by one later, so one bad image fails alone.
 
-KServe v1's ``instances`` are read here too (``parse_kserve_instances``). handler/wire_formats.py
-wraps both parsers, with their formatters, as the PREDICT and KSERVE_V1 wire formats.
+KServe v1's ``{"instances": [...]}`` body (``POST /v1/models/NAME:predict``, which nginx marks with
+``X-Wire-Format: v1``) is read here too (``parse_kserve_v1_body``). handler/wire_formats.py wraps both
+parsers, with their formatters, as the PREDICT and KSERVE_V1 wire formats.
 """
 
 from __future__ import annotations
@@ -132,14 +133,41 @@ def parse_request(
     return ParsedRequest(images=(image,), top_k=top_k, source="raw")
 
 
+def parse_kserve_v1_body(data: Mapping[str, Any], default_top_k: int, max_k: int,
+                         max_images: int = DEFAULT_MAX_IMAGES) -> ParsedRequest:
+    """A KServe v1 predict request as it reaches the worker: its JSON body (bytes, as TorchServe
+    passes it on with TS_DECODE_INPUT_REQUEST=false, or a dict already decoded) holding
+    ``{"instances": [...]}``. Each request of a TorchServe batch is read on its own, so dynamic
+    batching keeps one answer per request."""
+    body = data.get("body", data.get("data"))
+    if isinstance(body, dict):
+        document = body
+    elif isinstance(body, list):
+        raise InvalidJson(f"The body must be a JSON object {_KSERVE_V1_BODY}.")
+    else:
+        raw = _as_bytes(body)
+        if not raw.strip():
+            raise MissingImage(f"No image: the request body is empty; send {_KSERVE_V1_BODY}.")
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise InvalidJson("The request body is not valid JSON.") from exc
+        if not isinstance(document, dict):
+            raise InvalidJson(f"The body must be a JSON object {_KSERVE_V1_BODY}.")
+    return parse_kserve_instances(document.get("instances"), default_top_k, max_k, max_images)
+
+
+_KSERVE_V1_BODY = '{"instances": [{"data": "<base64 image>"}, ...]}'
+
+
 def parse_kserve_instances(instances: Any, default_top_k: int, max_k: int,
                            max_images: int = DEFAULT_MAX_IMAGES) -> ParsedRequest:
-    """The ``instances`` of a KServe v1 request, as TorchServe's ``kserve`` envelope hands them
-    to the handler: each one image, as ``{"data": b64}``, ``{"b64": b64}``, ``{"image": b64}``,
-    ``{"data": {"b64": b64}}`` or a bare base64 string. An instance's ``top_k`` applies to the
-    whole request (the first one given wins), else the default."""
+    """The ``instances`` of a KServe v1 request: each one image, as ``{"data": b64}``,
+    ``{"b64": b64}``, ``{"image": b64}``, ``{"data": {"b64": b64}}`` or a bare base64 string.
+    An instance's ``top_k`` applies to the whole request (the first one given wins), else the
+    default."""
     if instances is None:
-        raise MissingImage('No image: a KServe v1 request needs {"instances": [{"data": "<base64>"}, ...]}.')
+        raise MissingImage(f"No image: a KServe v1 request needs {_KSERVE_V1_BODY}.")
     if not isinstance(instances, list):
         raise InvalidJson('"instances" must be a list.')
     _check_count(len(instances), max_images, '"instances" list')

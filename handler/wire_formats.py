@@ -6,9 +6,9 @@ only decides how a request is read and how its answer is written:
 
 - ``PREDICT``: /predict's forms (multipart, raw body, JSON; one image or several), read by
   handler/request_parsing.py, answered with handler/responses.py's bodies;
-- ``KSERVE_V1``: KServe v1 ``instances`` as TorchServe's kserve envelope hands them over, read by
-  handler/request_parsing.py, answered with the multi-image results, which the envelope wraps
-  as ``{"predictions": [...]}``;
+- ``KSERVE_V1``: KServe v1's ``POST /v1/models/NAME:predict`` (nginx marks it with
+  ``X-Wire-Format: v1``): the JSON body ``{"instances": [...]}`` read by handler/request_parsing.py,
+  answered ``{"predictions": [...]}`` with one multi-image result per instance;
 - ``OPEN_INFERENCE_V2``: the Open Inference Protocol (nginx marks its infer route with
   ``X-Wire-Format: v2``), read and answered by handler/wire_v2.py.
 
@@ -34,7 +34,7 @@ from handler.observability import (
     ms_since,
     rounded_timing,
 )
-from handler.request_parsing import ParsedRequest, parse_kserve_instances, parse_request
+from handler.request_parsing import ParsedRequest, parse_kserve_v1_body, parse_request
 
 if TYPE_CHECKING:
     from handler.request_state import ImageItem, RequestState
@@ -65,7 +65,7 @@ class ModelFacts:
 class Answer:
     """A successful request's answer: what TorchServe sends back and what to set on its context."""
 
-    payload: Any  # str or bytes; for KServe v1 the list that TorchServe's envelope wraps
+    payload: Any  # str or bytes
     content_type: str | None = None  # None: the format's content_type stays
     headers: dict[str, str] = field(default_factory=dict)
     body: dict | None = None  # the JSON body as a dict, for the prediction log line
@@ -139,34 +139,23 @@ class PredictForms(WireFormat):
 
 
 class KServeV1(PredictForms):
-    """KServe's v1 protocol through TorchServe's ``kserve`` envelope (TS_SERVICE_ENVELOPE=kserve):
-    the envelope passes one request's ``instances`` to handle() and wraps the list it gets back
-    as ``{"predictions": [...]}``: one result per instance, errors inline (as the multi-image forms)."""
+    """KServe's v1 protocol, as KServe's own model server speaks it: ``{"instances": [...]}`` in,
+    ``{"predictions": [...]}`` out, one result per instance with its errors inline (the multi-image
+    forms' results). Each request of a TorchServe batch is its own (dynamic batching intact);
+    a request-level error is KServe's ``{"error": "<message>"}`` plus the stable code and id."""
 
-    name = "kserve"
-    content_type = None  # left to TorchServe, as the envelope's answers always were
-    answers_probes = False  # KServe speaks to TorchServe directly: no nginx probe header
-
-    @staticmethod
-    def batch_from_envelope(instances: Any) -> list[dict]:
-        """The envelope's ``instances`` as the one request of a batch for the stages."""
-        return [{"instances": instances}]
-
-    @staticmethod
-    def envelope_answer(answers: list) -> list:
-        """The list the envelope wraps: the one request's results (or its error)."""
-        return answers[0]
+    name = "kserve-v1"
 
     def parse(self, request, headers, limits):
-        return parse_kserve_instances(request.get("instances"), limits.default_top_k, limits.num_classes,
-                                      limits.max_images), None
+        return parse_kserve_v1_body(request, limits.default_top_k, limits.num_classes, limits.max_images), None
 
     def answer(self, state, model, started):
         body = self.body(state, model, started)
-        return Answer(body["results"], body=body)
+        answer = {"predictions": body["results"]}
+        return Answer(json.dumps(answer), body=body)
 
     def error_payload(self, error, request_id):
-        return [responses.error_body(error, request_id)]
+        return json.dumps(wire_v2.error_body(error, request_id))
 
 
 class OpenInferenceV2(WireFormat):
@@ -201,10 +190,14 @@ KSERVE_V1 = KServeV1()
 OPEN_INFERENCE_V2 = OpenInferenceV2()
 
 
-def wire_format_for(headers: Mapping[str, str], request_envelope: str) -> WireFormat:
-    """The format of one request, from the worker's envelope setting and the request's headers."""
-    if request_envelope == "kserve":
-        return KSERVE_V1
+KSERVE_V1_HEADER_VALUE = "v1"  # nginx's X-Wire-Format on POST /v1/models/NAME:predict
+
+
+def wire_format_for(headers: Mapping[str, str]) -> WireFormat:
+    """The format of one request, from the header nginx sets on its route (clients cannot: nginx
+    overwrites X-Wire-Format on every inference route)."""
     if wire_v2.is_v2(headers):  # POST /v2/models/NAME/infer (nginx sets X-Wire-Format: v2)
         return OPEN_INFERENCE_V2
+    if headers.get(wire_v2.WIRE_HEADER, "").strip().lower() == KSERVE_V1_HEADER_VALUE:
+        return KSERVE_V1
     return PREDICT

@@ -117,15 +117,13 @@ def write_containers_conf(directory: Path) -> Path:
 class KubePlay:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.deployment = load_deployment(args.deployment)
-        self.host_ports = {port: free_port() for port in container_ports(self.deployment)}
-        self.pod = pod_from_deployment(self.deployment, args.image, self.host_ports)
+        self.work = Path(tempfile.mkdtemp(prefix="resnet50-kube-play-"))
+        self.pod, self.host_ports, source = self.make_pod()
         self.pod_name = self.pod["metadata"]["name"]
         self.container = self.pod["spec"]["containers"][0]
         self.container_name = f"{self.pod_name}-{self.container['name']}"  # podman's naming for kube pods
         self.port = self.host_ports[self.container["ports"][0]["containerPort"]]
         self.base_url = f"http://{LOOPBACK}:{self.port}"
-        self.work = Path(tempfile.mkdtemp(prefix="resnet50-kube-play-"))
         self.pod_file = self.work / "pod.yaml"
         self.played = False  # a pod of ours may exist: cleanup must take it down
         self.tried_play = False
@@ -137,9 +135,16 @@ class KubePlay:
         self.checks: dict[str, dict] = {}
         self.timings: dict[str, float | None] = {}
         self.report: dict = {
-            "image": args.image, "deployment": str(args.deployment), "pod": self.pod_name,
+            "image": args.image, **source, "pod": self.pod_name,
             "host_ports": {str(k): v for k, v in self.host_ports.items()}, "checks": self.checks,
             "timings": self.timings, "host": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]}}
+
+    def make_pod(self) -> tuple[dict, dict[int, int], dict]:
+        """(the Pod to play, containerPort -> free loopback port, where it came from, for the report)."""
+        deployment = load_deployment(self.args.deployment)
+        host_ports = {port: free_port() for port in container_ports(deployment)}
+        return (pod_from_deployment(deployment, self.args.image, host_ports), host_ports,
+                {"deployment": str(self.args.deployment)})
 
     def check(self, name: str, ok: bool, **detail) -> bool:
         self.checks[name] = {"ok": bool(ok), **detail}

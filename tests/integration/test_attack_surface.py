@@ -16,7 +16,7 @@ IMAGE = jpeg_bytes(64, 48, seed=5)
 TORCHSERVE_PATHS = [
     "/models", "/models/resnet50", "/models/resnet50/1.0", "/models/resnet50/1.0/set-default",
     "/models/resnet50/all", "/predictions/resnet50", "/predictions/resnet50/1.0", "/explanations/resnet50",
-    "/ping", "/api-description", "/v1/models/resnet50", "/v1/models/resnet50:predict",
+    "/ping", "/api-description", "/v1/models/resnet50:explain", "/v1/models/resnet50/1.0",
     "/invocations",
     "/workflows", "/workflows/w", "/wfpredict/w", "/models?url=http://evil.example/x.mar",
     "/../models", "/predict/../models", "/%2e%2e/models", "/predict%2F..%2Fmodels", "/info/../models",
@@ -65,6 +65,21 @@ def test_v2_infer_refuses_other_methods(service, method):
     response = requests.request(method, service.url("/v2/models/resnet50/infer"), timeout=10)
     assert_v2_error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
+
+
+# KServe's v1 routes exist (tests/integration/test_kserve_v1.py), in KServe's error format; they refuse
+# other methods the same way.
+V1_ROUTES = {"/v1/models": "GET, HEAD", "/v1/models/resnet50": "GET, HEAD", "/v1/models/resnet50:predict": "POST"}
+
+
+@pytest.mark.parametrize("path, method", [(path, method) for path, allowed in sorted(V1_ROUTES.items())
+                                          for method in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
+                                          if method not in allowed])
+def test_v1_routes_refuse_other_methods(service, path, method):
+    response = requests.request(method, service.url(path), data=b"x" if method in ("POST", "PUT") else None,
+                                timeout=10, allow_redirects=False)
+    assert_v2_error(response, 405, "method_not_allowed")  # KServe's {"error": "..."} shape, as v2's
+    assert response.headers["Allow"] == V1_ROUTES[path]
 
 
 @pytest.mark.parametrize("path", V2_UNKNOWN)

@@ -5,7 +5,7 @@ Opt-in, as root, after scripts/container/container_smoke.sh has built resnet50-s
     KUBE_PLAY=1 scripts/test.sh tests/integration/test_kube_play.py
 
 About 25-45 s on the 2-core build machine (start-up of the service is most of it). The checks are
-the script's (docs/container.md "The Kubernetes manifest under podman kube play"). Of the probes,
+the script's (docs/deployment.md "The manifest under podman kube play"). Of the probes,
 podman 4.3 applies only the livenessProbe (as the container's healthcheck, which must pass); the
 others are findings.
 """
@@ -44,7 +44,7 @@ CHECKS = {
 
 @pytest.fixture(scope="module")
 def played() -> tuple[subprocess.CompletedProcess, dict]:
-    # Kept after the run (test-artifacts/ is gitignored): docs/container.md quotes the last result.
+    # Kept after the run (test-artifacts/ is gitignored): docs/performance.md quotes the last result.
     report_path = Path(os.environ.get("KUBE_PLAY_REPORT", REPO_ROOT / "test-artifacts" / "kube_play.json"))
     report_path.unlink(missing_ok=True)
     result = subprocess.run([sys.executable, "-m", "scripts.container.kube_play", "--report", str(report_path)],

@@ -1,9 +1,10 @@
 """Offline checks of deploy/: YAML lint, schemas, and consistency with the image and the settings.
 
 No cluster and no network: the Kubernetes objects are validated with kubernetes-validate's bundled
-schemas (strict: unknown fields are errors), the KServe InferenceService with a subset of KServe's CRD
-schema kept in tests/fixtures/kserve_inferenceservice_schema.json, and the consistency checks read the
-Dockerfile and scripts/service/settings.py. Each consistency check is also run against a deliberately broken
+schemas (strict: unknown fields are errors), the KServe ServingRuntime, ClusterServingRuntime and
+InferenceServices with the subsets of KServe's CRD schemas in tests/fixtures/kserve_*_schema.json (made by
+tests/fixtures/kserve_schema_subset.py), and the consistency checks read the Dockerfile,
+scripts/service/settings.py and the pod KServe makes (scripts/container/kserve_pod.py). Each consistency check is also run against a deliberately broken
 copy of the manifests, so a check that can never fail is caught too.
 """
 
@@ -31,8 +32,11 @@ DEPLOY = REPO_ROOT / "deploy"
 K8S_DIR = DEPLOY / "kubernetes"
 KSERVE_DIR = DEPLOY / "kserve"
 YAMLLINT_CONFIG = DEPLOY / ".yamllint"
-KSERVE_SCHEMA = REPO_ROOT / "tests" / "fixtures" / "kserve_inferenceservice_schema.json"
-KSERVE_PROPERTIES = KSERVE_DIR / "config" / "config.properties"
+KSERVE_SCHEMAS = {kind: REPO_ROOT / "tests" / "fixtures" / f"kserve_{kind.lower()}_schema.json"
+                  for kind in ("ServingRuntime", "ClusterServingRuntime", "InferenceService")}
+KSERVE_MANIFESTS = {"servingruntime.yaml": "ServingRuntime", "clusterservingruntime.yaml": "ClusterServingRuntime",
+                    "inferenceservice.yaml": "InferenceService",
+                    "inferenceservice-serverless.yaml": "InferenceService"}
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 # Oldest Kubernetes minor still commonly run that has every API used here (autoscaling/v2, policy/v1).
@@ -68,23 +72,6 @@ def k8s_objects() -> dict[str, dict]:
         assert obj["kind"] not in objects, f"two {obj['kind']} objects"
         objects[obj["kind"]] = obj
     return objects
-
-
-def parse_properties(text: str) -> dict[str, str]:
-    """key=value lines of a Java .properties file as TorchServe reads them (no continuations used here)."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped[0] in "#!":
-            continue
-        key, sep, value = stripped.partition("=")
-        # Java ends the key at the first '=', ':' or blank: a key with one of those would be read differently.
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_.]+", key):
-            raise ValueError(f"line {number}: not a plain key=value line: {line!r}")
-        if key in values:
-            raise ValueError(f"line {number}: duplicate key {key!r}")
-        values[key] = value.strip()
-    return values
 
 
 def cpu_cores(quantity: Any) -> float:
@@ -197,15 +184,26 @@ def deployment_problems(objs: dict[str, dict], dockerfile: dict, defaults: dict[
     # Port: the Dockerfile's EXPOSE, the settings' PORT, the container, the probes and the Service agree;
     # the metrics port (METRICS_PORT) is declared on the container and never routed by the Service.
     metrics_port = int(env["METRICS_PORT"]) if env.get("METRICS_PORT", defaults["METRICS_PORT"]) else None
-    expected_ports = [port] if metrics_port is None else [port, metrics_port]
+    # GRPC_PORT (empty: no gRPC) is routed by the Service like PORT.
+    grpc_setting = env.get("GRPC_PORT", defaults.get("GRPC_PORT", ""))
+    grpc_port = int(grpc_setting) if grpc_setting else None
+    expected_ports = [p for p in (port, metrics_port, grpc_port) if p is not None]
     container_ports = [p["containerPort"] for p in container.get("ports", [])]
     if container_ports != expected_ports:
-        problems.append(f"container ports {container_ports} != PORT and METRICS_PORT {expected_ports}")
-    if port not in dockerfile["expose"]:
-        problems.append(f"Dockerfile EXPOSE {sorted(dockerfile['expose'])} lacks PORT {port}")
+        problems.append(f"container ports {container_ports} != PORT, METRICS_PORT and GRPC_PORT {expected_ports}")
+    for name, value in (("PORT", port), ("GRPC_PORT", grpc_port)):
+        if value is not None and value not in dockerfile["expose"]:
+            problems.append(f"Dockerfile EXPOSE {sorted(dockerfile['expose'])} lacks {name} {value}")
+    if grpc_port is not None:
+        grpc_service_ports = [p for p in service["spec"]["ports"]
+                              if probe_port({"port": p["targetPort"]}, container) == grpc_port]
+        if not grpc_service_ports or grpc_service_ports[0].get("appProtocol") != "grpc":
+            problems.append(f"the Service port to GRPC_PORT {grpc_port} needs appProtocol: grpc (gRPC-aware "
+                            "load balancers and meshes balance per call, not per connection)")
     target_ports = [probe_port({"port": p["targetPort"]}, container) for p in service["spec"]["ports"]]
-    if target_ports != [port]:
-        problems.append(f"Service targetPorts {target_ports} != [{port}]")
+    routed = [p for p in (port, grpc_port) if p is not None]
+    if target_ports != routed:
+        problems.append(f"Service targetPorts {target_ports} != {routed}")
     if metrics_port is not None and metrics_port in target_ports:
         problems.append(f"the Service routes the metrics port {metrics_port}: /metrics would be public")
 
@@ -325,70 +323,124 @@ def deployment_problems(objs: dict[str, dict], dockerfile: dict, defaults: dict[
     return problems
 
 
-KSERVE_MODEL_STORE = "/mnt/models/model-store"
-KSERVE_PREDICTOR_PORT = 8080  # KServe's own model server in the predictor container
+KSERVE_PORT = 8080  # KServe's default container port (InferenceServiceDefaultHttpPort)
+KSERVE_MODEL_STORE = "/mnt/models"  # where KServe mounts storageUri (DefaultModelLocalMountPath)
+MODEL_FORMAT = "torchserve-mar"
+RUNTIME_NAME = "resnet50-torchserve"
+DEPLOYMENT_MODES = {"RawDeployment", "Serverless", "Standard", "Knative"}  # KServe 0.20 renamed the first two
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
 
-def kserve_problems(isvc: dict, properties: dict[str, str], deployment: dict,
-                    defaults: dict[str, str]) -> list[str]:
-    """What makes deploy/kserve disagree with the settings, KServe's layout or deploy/kubernetes."""
+def runtime_problems(runtime: dict, deployment: dict, defaults: dict[str, str]) -> list[str]:
+    """What makes the ServingRuntime disagree with KServe's contract, the settings or deploy/kubernetes."""
     problems: list[str] = []
-    name, version = defaults["MODEL_NAME"], defaults["MODEL_VERSION"]
-    model = isvc["spec"]["predictor"]["model"]
-    env = env_of(model)
+    spec = runtime["spec"]
+    if runtime["metadata"]["name"] != RUNTIME_NAME:
+        problems.append(f"runtime name {runtime['metadata']['name']!r} != {RUNTIME_NAME!r}")
+    formats = {f["name"]: f for f in spec.get("supportedModelFormats", [])}
+    if not formats.get(MODEL_FORMAT, {}).get("autoSelect"):
+        problems.append(f"supportedModelFormats must offer {MODEL_FORMAT} with autoSelect")
+    if "pytorch" in formats:
+        problems.append("the runtime claims the pytorch format (KServe's deprecated kserve-torchserve runtime's)")
+    wanted = {"v1", "v2"} | ({"grpc-v2"} if defaults.get("GRPC_PORT") else set())
+    if not wanted <= set(spec.get("protocolVersions", [])):
+        problems.append(f"protocolVersions {spec.get('protocolVersions')} must include {sorted(wanted)}")
+    containers = spec.get("containers", [])
+    if [c["name"] for c in containers] != ["kserve-container"]:
+        return problems + [f"expected one container kserve-container, got {[c['name'] for c in containers]}"]
+    container = containers[0]
+    theirs = deployment["spec"]["template"]["spec"]["containers"][0]
+    env, their_env = env_of(container), env_of(theirs)
+    if "command" in container or "args" in container:
+        problems.append("the container overrides the image's entrypoint (the supervisor must run)")
+    ports = [p["containerPort"] for p in container.get("ports", [])]
+    if ports != [KSERVE_PORT] or env.get("PORT") != str(KSERVE_PORT):
+        problems.append(f"ports {ports} and PORT {env.get('PORT')} must be KServe's {KSERVE_PORT} (one port: Knative)")
+    if env.get("MODEL_STORE") != KSERVE_MODEL_STORE:
+        problems.append(f"MODEL_STORE {env.get('MODEL_STORE')} != {KSERVE_MODEL_STORE}, where KServe mounts storageUri")
+    # Everything else the Deployment sets, the runtime sets alike.
+    for name in sorted(set(their_env) - {"PORT"}):
+        if env.get(name) != their_env[name]:
+            problems.append(f"env {name}={env.get(name)!r} differs from the Deployment's {their_env[name]!r}")
+    for key in ("securityContext", "resources"):
+        if container.get(key) != theirs.get(key):
+            problems.append(f"{key} differs from the Deployment's")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        ours, deployed = copy.deepcopy(container.get(probe) or {}), copy.deepcopy(theirs.get(probe) or {})
+        port = ours.get("httpGet", {}).pop("port", None)
+        deployed.get("httpGet", {}).pop("port", None)
+        if ours != deployed or port != KSERVE_PORT:
+            problems.append(f"{probe} must be the Deployment's on port {KSERVE_PORT}")
+    metrics_port = env.get("METRICS_PORT") or defaults["METRICS_PORT"]
+    annotations = spec.get("annotations", {})
+    if not metrics_port or int(metrics_port) == KSERVE_PORT:
+        problems.append("METRICS_PORT must be set, and not to the served port")
+    elif annotations.get("prometheus.io/port") != metrics_port or annotations.get("prometheus.io/scrape") != "true":
+        problems.append(f"pod annotations {annotations} must scrape METRICS_PORT {metrics_port}")
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    run_dir = env.get("RUN_DIR", "")
+    writable = [path for path, name in mounts.items() if "emptyDir" in volumes.get(name, {})]
+    if not any(inside(run_dir, path) for path in writable):
+        problems.append(f"RUN_DIR {run_dir!r} is not on a writable emptyDir mount")
+    if any(inside(KSERVE_MODEL_STORE, path) or inside(path, KSERVE_MODEL_STORE) for path in mounts):
+        problems.append(f"the runtime mounts something at {KSERVE_MODEL_STORE}: KServe's storage goes there")
+    return problems
 
-    try:
-        snapshot = json.loads(properties.get("model_snapshot", ""))
-    except json.JSONDecodeError as exc:
-        return [f"model_snapshot is not valid JSON: {exc}"]
-    models = snapshot.get("models", {})
-    if list(models) != [name]:
-        problems.append(f"model_snapshot registers {list(models)}, not [{name!r}] (MODEL_NAME)")
-    if snapshot.get("modelCount") != len(models):
-        problems.append(f"modelCount {snapshot.get('modelCount')} != {len(models)} models")
-    entry = models.get(name, {}).get(version)
-    if entry is None:
-        problems.append(f"model_snapshot has no version {version!r} (MODEL_VERSION) of {name!r}")
-        entry = {}
-    if entry and entry.get("marName") != f"{name}.mar":
-        problems.append(f"marName {entry.get('marName')!r} != {name}.mar (what scripts/archive/build_mar.py writes)")
-    if entry and entry.get("defaultVersion") is not True:
-        problems.append("the model version is not defaultVersion")
+
+def isvc_problems(isvc: dict, runtime: dict, hpa: dict, defaults: dict[str, str]) -> list[str]:
+    """What makes an InferenceService miss the runtime or break the Deployment's sizing and shutdown."""
+    problems: list[str] = []
+    predictor = isvc["spec"]["predictor"]
+    model = predictor["model"]
+    env = env_of(model)
+    spec = runtime["spec"]
+    formats = {f["name"] for f in spec.get("supportedModelFormats", [])}
+    if model.get("modelFormat", {}).get("name") not in formats:
+        problems.append(f"modelFormat {model.get('modelFormat')} is not one the runtime supports {sorted(formats)}")
+    if "runtime" in model and model["runtime"] != runtime["metadata"]["name"]:
+        problems.append(f"runtime {model['runtime']!r} is not {runtime['metadata']['name']!r}")
+    if model.get("protocolVersion", "v1") not in spec.get("protocolVersions", []):
+        problems.append(f"protocolVersion {model.get('protocolVersion')} is not one the runtime speaks")
+    if not model.get("storageUri"):
+        problems.append("no storageUri: KServe would mount no model at /mnt/models")
     workers = int(env.get("WORKERS", defaults["WORKERS"]))
     threads = int(env.get("THREADS_PER_WORKER", defaults["THREADS_PER_WORKER"]))
-    if entry and not entry.get("minWorkers") == entry.get("maxWorkers") == workers:
-        problems.append(f"minWorkers/maxWorkers {entry.get('minWorkers')}/{entry.get('maxWorkers')}"
-                        f" != WORKERS {workers}")
-    if entry and entry.get("responseTimeout", 0) < int(defaults["REQUEST_TIMEOUT"]):
-        problems.append(f"responseTimeout {entry.get('responseTimeout')}"
-                        f" < REQUEST_TIMEOUT {defaults['REQUEST_TIMEOUT']}")
-
-    # KServe's layout and envelope.
-    if properties.get("model_store") != KSERVE_MODEL_STORE:
-        problems.append(f"model_store {properties.get('model_store')!r} != {KSERVE_MODEL_STORE}")
-    for key in ("inference_address", "management_address"):
-        if properties.get(key, "").rstrip("/").endswith(f":{KSERVE_PREDICTOR_PORT}"):
-            problems.append(f"{key} uses {KSERVE_PREDICTOR_PORT}, the port of KServe's own model server")
-    if properties.get("enable_envvars_config") != "true":
-        problems.append("enable_envvars_config must be true (KServe sets TS_SERVICE_ENVELOPE)")
-    if properties.get("install_py_dep_per_model") != "false":
-        problems.append("install_py_dep_per_model must be false")
-    if properties.get("job_queue_size") != defaults["JOB_QUEUE_SIZE"]:
-        problems.append(f"job_queue_size {properties.get('job_queue_size')}"
-                        f" != JOB_QUEUE_SIZE {defaults['JOB_QUEUE_SIZE']}")
-
-    # The InferenceService: the model's name in the URL, sized like the Deployment.
-    if isvc["metadata"]["name"] != name:
-        problems.append(f"InferenceService {isvc['metadata']['name']!r} != model {name!r}")
-    if model.get("modelFormat", {}).get("name") != "pytorch" or model.get("protocolVersion") != "v1":
-        problems.append("predictor must be modelFormat pytorch with protocolVersion v1")
     limits = model.get("resources", {}).get("limits", {})
     if workers * threads != cpu_cores(limits.get("cpu", 0)):
         problems.append(f"WORKERS {workers} x THREADS_PER_WORKER {threads} != CPU limit {limits.get('cpu')}")
-    deployment_resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
-    if model.get("resources") != deployment_resources:
-        problems.append(f"resources {model.get('resources')} differ from the Deployment's"
-                        f" {deployment_resources}")
+    if model.get("resources") != spec["containers"][0].get("resources"):
+        problems.append("resources differ from the runtime's (the Deployment's)")
+    mode = isvc["metadata"].get("annotations", {}).get(MODE_ANNOTATION)
+    if mode not in DEPLOYMENT_MODES:
+        problems.append(f"{MODE_ANNOTATION} {mode!r} must say which mode the InferenceService is made for")
+    if predictor.get("minReplicas", 1) < 1:
+        problems.append("minReplicas below 1: a cold start loads and proves the model first")
+    if mode in ("Serverless", "Knative"):
+        if "lifecycle" in model:
+            problems.append("lifecycle hooks in Serverless mode: Knative refuses them")
+        if predictor.get("scaleMetric") != "concurrency" or \
+                predictor.get("scaleTarget") != workers * int(defaults["BATCH_SIZE"]):
+            problems.append(f"Serverless scaling must be concurrency at WORKERS x BATCH_SIZE "
+                            f"({workers * int(defaults['BATCH_SIZE'])}) per pod")
+    else:
+        grpc_port = env.get("GRPC_PORT", defaults.get("GRPC_PORT", ""))
+        declared = [p.get("containerPort") for p in model.get("ports", [])]
+        if grpc_port and int(grpc_port) not in declared:
+            problems.append(f"the gRPC port GRPC_PORT {grpc_port} is not declared (model.ports {declared}): "
+                            "KServe's Service would not route grpc-v2")
+        timeout = int(env.get("REQUEST_TIMEOUT", defaults["REQUEST_TIMEOUT"]))
+        needed = pre_stop_seconds(model) + timeout + 5
+        if predictor.get("terminationGracePeriodSeconds", 30) < needed:
+            problems.append(f"terminationGracePeriodSeconds {predictor.get('terminationGracePeriodSeconds')} < "
+                            f"preStop + REQUEST_TIMEOUT {timeout} + 5 = {needed}")
+        cpu_target = next(m["resource"]["target"]["averageUtilization"] for m in hpa["spec"]["metrics"]
+                          if m.get("type") == "Resource")
+        if (predictor.get("scaleMetric"), predictor.get("scaleTarget")) != ("cpu", cpu_target):
+            problems.append(f"RawDeployment scaling must be cpu at {cpu_target} % as hpa.yaml")
+        for key in ("minReplicas", "maxReplicas"):
+            if predictor.get(key) != hpa["spec"][key]:
+                problems.append(f"{key} {predictor.get(key)} != hpa.yaml's {hpa['spec'][key]}")
     return problems
 
 
@@ -406,18 +458,13 @@ def dockerfile() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def isvc() -> dict:
-    return load_one(KSERVE_DIR / "inferenceservice.yaml")
+def kserve() -> dict[str, dict]:
+    """deploy/kserve's objects by file name."""
+    return {name: load_one(KSERVE_DIR / name) for name in KSERVE_MANIFESTS}
 
 
-@pytest.fixture(scope="module")
-def properties() -> dict[str, str]:
-    return parse_properties(KSERVE_PROPERTIES.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def kserve_validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(KSERVE_SCHEMA.read_text(encoding="utf-8"))
+def kserve_validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads(KSERVE_SCHEMAS[kind].read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -429,9 +476,11 @@ def kserve_validator() -> jsonschema.protocols.Validator:
 def test_expected_files_exist():
     expected = {"kubernetes/deployment.yaml", "kubernetes/service.yaml", "kubernetes/hpa.yaml",
                 "kubernetes/prometheus-adapter/rules.yaml",
-                "kubernetes/pdb.yaml", "kubernetes/kustomization.yaml", "kserve/inferenceservice.yaml"}
+                "kubernetes/pdb.yaml", "kubernetes/kustomization.yaml"} | {f"kserve/{n}" for n in KSERVE_MANIFESTS}
     assert expected <= {str(p.relative_to(DEPLOY)) for p in YAML_FILES}
-    assert KSERVE_PROPERTIES.is_file() and YAMLLINT_CONFIG.is_file() and KSERVE_SCHEMA.is_file()
+    assert YAMLLINT_CONFIG.is_file() and all(path.is_file() for path in KSERVE_SCHEMAS.values())
+    # KServe's deprecated kserve-torchserve path (its config.properties) is gone.
+    assert not (KSERVE_DIR / "config").exists()
 
 
 @pytest.mark.parametrize("path", YAML_FILES + [YAMLLINT_CONFIG], ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -484,32 +533,76 @@ def test_kubernetes_validation_rejects_broken_deployment(objs, mutate: Callable[
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-# --------------------------------------------------------------------- (c) KServe InferenceService schema
+# --------------------------------------------------------------------- (c) KServe CRD schemas
 
 
-def test_inferenceservice_matches_kserve_schema(kserve_validator, isvc):
-    errors = sorted(kserve_validator.iter_errors(isvc), key=lambda e: list(e.path))
+@pytest.mark.parametrize("name", sorted(KSERVE_MANIFESTS))
+def test_kserve_manifest_matches_kserve_crd_schema(kserve, name: str):
+    errors = sorted(kserve_validator(KSERVE_MANIFESTS[name]).iter_errors(kserve[name]), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors)
 
 
-@pytest.mark.parametrize(
-    "mutate",
-    [
-        lambda d: d["spec"]["predictor"]["model"].update(modelFromat={"name": "pytorch"}),
-        lambda d: d["spec"]["predictor"]["model"]["modelFormat"].pop("name"),
-        lambda d: d["spec"]["predictor"].update(minReplica=2),
-        lambda d: d["spec"]["predictor"]["model"]["resources"]["limits"].update(cpu="two"),
-        lambda d: d["spec"]["predictor"]["model"].update(protocolVersion="v3"),
-        lambda d: d.update(apiVersion="serving.kserve.io/v1alpha1"),
-        lambda d: d["metadata"].update(name="ResNet_50"),
-    ],
-    ids=["misspelt-model-field", "modelformat-without-name", "misspelt-predictor-field", "bad-quantity",
-         "unknown-protocol", "wrong-api-version", "bad-name"],
-)
-def test_kserve_schema_rejects_broken_inferenceservice(kserve_validator, isvc, mutate: Callable[[dict], Any]):
-    broken = copy.deepcopy(isvc)
+def test_documented_canary_rollout_matches_the_schema(kserve):
+    """README.md's version rollout: canaryTrafficPercent on the Serverless InferenceService."""
+    validator = kserve_validator("InferenceService")
+    canary = copy.deepcopy(kserve["inferenceservice-serverless.yaml"])
+    canary["spec"]["predictor"]["canaryTrafficPercent"] = 10
+    assert not list(validator.iter_errors(canary))
+    canary["spec"]["predictor"]["canaryTrafficPercent"] = "10%"
+    assert list(validator.iter_errors(canary))
+
+
+def test_kserve_schema_fixtures_name_their_source():
+    for kind, path in KSERVE_SCHEMAS.items():
+        comment = json.loads(path.read_text(encoding="utf-8"))["$comment"]
+        assert "kserve/kserve" in comment and re.search(r"commit [0-9a-f]{40}", comment), kind
+
+
+def _isvc_model(doc: dict) -> dict:
+    return doc["spec"]["predictor"]["model"]
+
+
+def _runtime_container(doc: dict) -> dict:
+    return doc["spec"]["containers"][0]
+
+
+SCHEMA_BREAKS: dict[str, tuple[str, Callable[[dict], Any]]] = {
+    "isvc-misspelt-model-field": ("inferenceservice.yaml",
+                                  lambda d: _isvc_model(d).update(modelFromat={"name": MODEL_FORMAT})),
+    "isvc-modelformat-without-name": ("inferenceservice.yaml", lambda d: _isvc_model(d)["modelFormat"].pop("name")),
+    "isvc-misspelt-predictor-field": ("inferenceservice.yaml", lambda d: d["spec"]["predictor"].update(minReplica=2)),
+    "isvc-bad-quantity": ("inferenceservice.yaml", lambda d: _isvc_model(d)["resources"]["limits"].update(cpu="two")),
+    "isvc-unknown-protocol": ("inferenceservice.yaml", lambda d: _isvc_model(d).update(protocolVersion="v3")),
+    "isvc-wrong-api-version": ("inferenceservice.yaml", lambda d: d.update(apiVersion="serving.kserve.io/v1alpha1")),
+    "isvc-bad-name": ("inferenceservice.yaml", lambda d: d["metadata"].update(name="ResNet_50")),
+    "isvc-bad-scale-metric": ("inferenceservice-serverless.yaml",
+                              lambda d: d["spec"]["predictor"].update(scaleMetric="queue")),
+    "isvc-uri-without-scheme": ("inferenceservice.yaml", lambda d: _isvc_model(d).update(storageUri="model-store")),
+    "runtime-misspelt-field": ("servingruntime.yaml", lambda d: d["spec"].update(protocolVersion=["v1"])),
+    "runtime-unknown-protocol": ("servingruntime.yaml", lambda d: d["spec"]["protocolVersions"].append("v3")),
+    "runtime-format-without-name": ("servingruntime.yaml",
+                                    lambda d: d["spec"]["supportedModelFormats"][0].pop("name")),
+    "runtime-autoselect-string": ("servingruntime.yaml",
+                                  lambda d: d["spec"]["supportedModelFormats"][0].update(autoSelect="yes")),
+    "runtime-no-containers": ("servingruntime.yaml", lambda d: d["spec"].update(containers=[])),
+    "runtime-probe-typo": ("servingruntime.yaml",
+                           lambda d: _runtime_container(d)["readinessProbe"]["httpGet"].update(paht="/health")),
+    "runtime-uid-string": ("servingruntime.yaml",
+                           lambda d: _runtime_container(d)["securityContext"].update(runAsUser="app")),
+    "runtime-pod-security-context": ("servingruntime.yaml",
+                                     lambda d: d["spec"].update(securityContext={"runAsUser": 10001})),
+    "cluster-runtime-wrong-kind": ("clusterservingruntime.yaml", lambda d: d.update(kind="ServingRuntime")),
+    "cluster-runtime-port-string": ("clusterservingruntime.yaml",
+                                    lambda d: _runtime_container(d)["ports"][0].update(containerPort="8080")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_BREAKS))
+def test_kserve_schemas_reject_broken_manifests(kserve, case: str):
+    name, mutate = SCHEMA_BREAKS[case]
+    broken = copy.deepcopy(kserve[name])
     mutate(broken)
-    assert list(kserve_validator.iter_errors(broken))
+    assert list(kserve_validator(KSERVE_MANIFESTS[name]).iter_errors(broken))
 
 
 # ------------------------------------------------------------------------------ (d) consistency checks
@@ -523,8 +616,30 @@ def test_deployment_is_consistent_with_image_and_settings(objs, dockerfile):
     assert deployment_problems(objs, dockerfile, DEFAULTS) == []
 
 
-def test_kserve_config_is_consistent_with_settings(isvc, properties, objs):
-    assert kserve_problems(isvc, properties, objs["Deployment"], DEFAULTS) == []
+def test_kserve_runtime_is_consistent_with_the_deployment(kserve, objs):
+    assert runtime_problems(kserve["servingruntime.yaml"], objs["Deployment"], DEFAULTS) == []
+
+
+def test_cluster_runtime_is_the_runtime(kserve):
+    runtime, cluster = kserve["servingruntime.yaml"], kserve["clusterservingruntime.yaml"]
+    assert cluster["spec"] == runtime["spec"] and cluster["metadata"] == runtime["metadata"]
+
+
+@pytest.mark.parametrize("name", ["inferenceservice.yaml", "inferenceservice-serverless.yaml"])
+def test_inferenceservices_select_the_runtime_and_keep_the_sizing(kserve, objs, name: str):
+    assert isvc_problems(kserve[name], kserve["servingruntime.yaml"], objs["HorizontalPodAutoscaler"], DEFAULTS) == []
+
+
+def test_inferenceservices_select_by_format_and_by_name(kserve):
+    by_format = _isvc_model(kserve["inferenceservice.yaml"])
+    by_name = _isvc_model(kserve["inferenceservice-serverless.yaml"])
+    assert "runtime" not in by_format and by_format["modelFormat"]["name"] == MODEL_FORMAT
+    assert by_name["runtime"] == RUNTIME_NAME
+    modes = {kserve[n]["metadata"]["annotations"][MODE_ANNOTATION]
+             for n in ("inferenceservice.yaml", "inferenceservice-serverless.yaml")}
+    assert modes == {"RawDeployment", "Serverless"}
+    # The model's name in every URL is MODEL_NAME; the RawDeployment one carries it as its own name too.
+    assert kserve["inferenceservice.yaml"]["metadata"]["name"] == DEFAULTS["MODEL_NAME"]
 
 
 def _container(objs: dict) -> dict:
@@ -585,6 +700,11 @@ DEPLOYMENT_BREAKS: dict[str, tuple[Callable[[dict], Any], str]] = {
         lambda o: o["HorizontalPodAutoscaler"]["spec"].update(
             metrics=[m for m in o["HorizontalPodAutoscaler"]["spec"]["metrics"] if m["type"] != "Resource"]),
         "CPU Resource"),
+    "grpc-port-undeclared": (
+        lambda o: _container(o).update(ports=[p for p in _container(o)["ports"] if p.get("name") != "grpc"]),
+        "container ports"),
+    "grpc-without-appprotocol": (
+        lambda o: [p.pop("appProtocol", None) for p in o["Service"]["spec"]["ports"]], "appProtocol"),
     "liveness-on-health": (
         lambda o: _container(o).update(livenessProbe={"httpGet": {"path": "/health", "port": 5000}}),
         "livenessProbe"),
@@ -618,59 +738,82 @@ def test_deployment_check_catches_a_different_dockerfile_user(objs, dockerfile):
     assert any("runAsUser" in p for p in deployment_problems(objs, other, DEFAULTS))
 
 
-def _snapshot_edit(edit: Callable[[dict], Any]) -> Callable[[dict, dict], Any]:
-    def apply(isvc_doc: dict, props: dict) -> None:
-        snapshot = json.loads(props["model_snapshot"])
-        edit(snapshot)
-        props["model_snapshot"] = json.dumps(snapshot)
-    return apply
+def _runtime_env(doc: dict, name: str, value: str) -> None:
+    _set_env(_runtime_container(doc), name, value)
 
 
-def _isvc_env(isvc_doc: dict, name: str, value: str) -> None:
-    _set_env(isvc_doc["spec"]["predictor"]["model"], name, value)
-
-
-def _snapshot_entry(snapshot: dict) -> dict:
-    return snapshot["models"]["resnet50"]["1.0"]
-
-
-def _isvc_model(isvc_doc: dict) -> dict:
-    return isvc_doc["spec"]["predictor"]["model"]
-
-
-KSERVE_BREAKS: dict[str, tuple[Callable[[dict, dict], Any], str]] = {
-    "renamed-model": (
-        _snapshot_edit(lambda s: s.update(models={"resnet": s["models"]["resnet50"]})), "MODEL_NAME"),
-    "other-version": (
-        _snapshot_edit(lambda s: s["models"]["resnet50"].update({"2.0": s["models"]["resnet50"].pop("1.0")})),
-        "MODEL_VERSION"),
-    "mar-name": (_snapshot_edit(lambda s: _snapshot_entry(s).update(marName="model.mar")), "marName"),
-    "workers": (_snapshot_edit(lambda s: _snapshot_entry(s).update(maxWorkers=2)), "WORKERS"),
-    "snapshot-not-json": (lambda i, p: p.update(model_snapshot="{'models': {}}"), "not valid JSON"),
-    "model-store": (lambda i, p: p.update(model_store="/mnt/models"), "model_store"),
-    "port-8080": (lambda i, p: p.update(inference_address="http://0.0.0.0:8080"), "8080"),
-    "envvars-off": (lambda i, p: p.update(enable_envvars_config="false"), "enable_envvars_config"),
-    "isvc-threads": (lambda i, p: _isvc_env(i, "THREADS_PER_WORKER", "4"), "CPU limit"),
-    "isvc-resources": (
-        lambda i, p: _isvc_model(i)["resources"]["requests"].update(memory="1Gi"),
-        "differ from the Deployment"),
-    "isvc-name": (lambda i, p: i["metadata"].update(name="classifier"), "InferenceService"),
+RUNTIME_BREAKS: dict[str, tuple[Callable[[dict], Any], str]] = {
+    "runtime-renamed": (lambda r: r["metadata"].update(name="torchserve"), "runtime name"),
+    "no-autoselect": (lambda r: r["spec"]["supportedModelFormats"][0].update(autoSelect=False), "autoSelect"),
+    "claims-pytorch": (lambda r: r["spec"]["supportedModelFormats"].append({"name": "pytorch"}), "pytorch"),
+    "v1-only": (lambda r: r["spec"].update(protocolVersions=["v1"]), "protocolVersions"),
+    "no-grpc-v2": (lambda r: r["spec"].update(protocolVersions=["v1", "v2"]), "grpc-v2"),
+    "renamed-container": (lambda r: _runtime_container(r).update(name="server"), "kserve-container"),
+    "own-command": (lambda r: _runtime_container(r).update(command=["torchserve"]), "entrypoint"),
+    "port-5000": (lambda r: _runtime_env(r, "PORT", "5000"), "PORT"),
+    "second-port": (lambda r: _runtime_container(r)["ports"].append({"containerPort": 9090}), "one port"),
+    "store-elsewhere": (lambda r: _runtime_env(r, "MODEL_STORE", "/models"), "MODEL_STORE"),
+    "threads": (lambda r: _runtime_env(r, "THREADS_PER_WORKER", "4"), "THREADS_PER_WORKER"),
+    "metrics-allow": (lambda r: _runtime_env(r, "METRICS_ALLOW", "127.0.0.1"), "METRICS_ALLOW"),
+    "writable-root": (lambda r: _runtime_container(r)["securityContext"].update(readOnlyRootFilesystem=False),
+                      "securityContext"),
+    "less-memory": (lambda r: _runtime_container(r)["resources"]["limits"].update(memory="1Gi"), "resources"),
+    "readiness-on-live": (lambda r: _runtime_container(r)["readinessProbe"]["httpGet"].update(path="/live"),
+                          "readinessProbe"),
+    "probe-port-5000": (lambda r: _runtime_container(r)["livenessProbe"]["httpGet"].update(port=5000), "livenessProbe"),
+    "scrape-the-public-port": (lambda r: r["spec"]["annotations"].update({"prometheus.io/port": "8080"}), "scrape"),
+    "metrics-on-8080": (lambda r: _runtime_env(r, "METRICS_PORT", "8080"), "METRICS_PORT"),
+    "run-dir-on-root": (lambda r: _runtime_env(r, "RUN_DIR", "/var/run/resnet50"), "RUN_DIR"),
+    "mounts-mnt-models": (lambda r: _runtime_container(r)["volumeMounts"].append({"name": "tmp",
+                                                                                  "mountPath": "/mnt/models"}),
+                          "KServe's storage"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(KSERVE_BREAKS))
-def test_kserve_check_catches(isvc, properties, objs, case: str):
-    mutate, expected = KSERVE_BREAKS[case]
-    broken_isvc, broken_props = copy.deepcopy(isvc), dict(properties)
-    mutate(broken_isvc, broken_props)
-    problems = kserve_problems(broken_isvc, broken_props, objs["Deployment"], DEFAULTS)
+@pytest.mark.parametrize("case", sorted(RUNTIME_BREAKS))
+def test_runtime_check_catches(kserve, objs, case: str):
+    mutate, expected = RUNTIME_BREAKS[case]
+    broken = copy.deepcopy(kserve["servingruntime.yaml"])
+    mutate(broken)
+    problems = runtime_problems(broken, objs["Deployment"], DEFAULTS)
     assert any(expected in p for p in problems), problems
 
 
-@pytest.mark.parametrize("line", ["inference_address: http://0.0.0.0:8085", "a=1\na=2", "bad key=1"])
-def test_properties_parser_refuses_ambiguous_lines(line: str):
-    with pytest.raises(ValueError):
-        parse_properties(line)
+ISVC_BREAKS: dict[str, tuple[str, Callable[[dict], Any], str]] = {
+    "other-format": ("inferenceservice.yaml", lambda i: _isvc_model(i).update(modelFormat={"name": "pytorch"}),
+                     "modelFormat"),
+    "other-runtime": ("inferenceservice-serverless.yaml", lambda i: _isvc_model(i).update(runtime="kserve-torchserve"),
+                      "runtime"),
+    "no-grpc-port": ("inferenceservice.yaml", lambda i: _isvc_model(i).update(ports=_isvc_model(i)["ports"][:1]),
+                     "gRPC port"),
+    "no-storage": ("inferenceservice.yaml", lambda i: _isvc_model(i).pop("storageUri"), "storageUri"),
+    "threads": ("inferenceservice.yaml", lambda i: _set_env(_isvc_model(i), "THREADS_PER_WORKER", "4"), "CPU limit"),
+    "less-cpu": ("inferenceservice-serverless.yaml",
+                 lambda i: _isvc_model(i)["resources"]["limits"].update(cpu="1"), "CPU limit"),
+    "resources": ("inferenceservice.yaml", lambda i: _isvc_model(i)["resources"]["requests"].update(memory="1Gi"),
+                  "resources"),
+    "no-mode": ("inferenceservice.yaml", lambda i: i["metadata"]["annotations"].pop(MODE_ANNOTATION), "deploymentMode"),
+    "scale-to-zero": ("inferenceservice-serverless.yaml", lambda i: i["spec"]["predictor"].update(minReplicas=0),
+                      "minReplicas"),
+    "serverless-prestop": ("inferenceservice-serverless.yaml",
+                           lambda i: _isvc_model(i).update(lifecycle={"preStop": {"exec": {"command": ["sleep", "5"]}}}),
+                           "Knative refuses"),
+    "serverless-target": ("inferenceservice-serverless.yaml", lambda i: i["spec"]["predictor"].update(scaleTarget=100),
+                          "concurrency"),
+    "short-grace": ("inferenceservice.yaml", lambda i: i["spec"]["predictor"].update(terminationGracePeriodSeconds=30),
+                    "terminationGracePeriodSeconds"),
+    "raw-scaling": ("inferenceservice.yaml", lambda i: i["spec"]["predictor"].update(scaleTarget=90), "cpu at"),
+    "raw-replicas": ("inferenceservice.yaml", lambda i: i["spec"]["predictor"].update(maxReplicas=3), "maxReplicas"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ISVC_BREAKS))
+def test_isvc_check_catches(kserve, objs, case: str):
+    name, mutate, expected = ISVC_BREAKS[case]
+    broken = copy.deepcopy(kserve[name])
+    mutate(broken)
+    problems = isvc_problems(broken, kserve["servingruntime.yaml"], objs["HorizontalPodAutoscaler"], DEFAULTS)
+    assert any(expected in p for p in problems), problems
 
 
 # ------------------------------------------------------------------------ (e) prometheus-adapter rule

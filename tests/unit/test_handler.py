@@ -8,10 +8,12 @@ import torch
 
 from handler.resnet50_handler import ResNet50Handler
 from handler.selftest import SelfTestFailed
+from handler.settings_table import BY_NAME
 from tests.support import jpeg_bytes, png_bytes
 from tests.unit.ts_context import failed_statuses, worker_context
 
 MULTIPART = {"Content-Type": "multipart/form-data; boundary=x"}
+DEFAULT_TOP_K = BY_NAME["DEFAULT_TOP_K"].parse()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def test_mixed_batch_keeps_per_request_outcomes(handler, model_dir):
 def test_prediction_body_shape(handler, model_dir):
     _, (body,) = run(handler, model_dir, [{"body": jpeg_bytes(64, 48)}], [{}])
     predictions = body["predictions"]
-    assert [p["rank"] for p in predictions] == [1, 2, 3, 4, 5]
+    assert [p["rank"] for p in predictions] == list(range(1, DEFAULT_TOP_K + 1))
     probabilities = [p["probability"] for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True)
     assert all(0 < p <= 1 for p in probabilities)
@@ -88,7 +90,7 @@ def test_health_probe_and_describe(handler, model_dir):
     assert described["weights"]["source"].startswith("random-init")
     assert described["num_classes"] == 1000
     assert described["preprocessing"]["crop_size"] == 224
-    assert described["limits"]["top_k"] == {"min": 1, "max": 1000, "default": 5}
+    assert described["limits"]["top_k"] == {"min": 1, "max": 1000, "default": DEFAULT_TOP_K}
     assert described["runtime"]["torch"] == torch.__version__
 
 
@@ -210,7 +212,7 @@ def test_several_images_one_request_one_batch(handler, model_dir, monkeypatch):
     # The same bytes give the same answer alone, in a multi request, at any position.
     _, (alone,) = run(handler, model_dir, [{"body": images[0]}], [{"X-Top-K": "3"}])
     for together in (from_json["results"][0], from_multipart["results"][2]):
-        top3 = together["predictions"][:3]  # the multipart request asked for the default top_k (5)
+        top3 = together["predictions"][:3]  # the multipart request asked for the default top_k
         assert [p["class_id"] for p in top3] == [p["class_id"] for p in alone["predictions"]]
         for a, b in zip(alone["predictions"], top3):
             assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
@@ -232,47 +234,90 @@ def test_all_images_bad_is_still_one_answer_per_image(handler, model_dir):
     assert reply["summary"] == {"images": 2, "succeeded": 0, "failed": 2}
 
 
-# ------------------------------------------------------------- KServe v1 (TorchServe's envelope)
-def test_kserve_v1_instances_through_torchserves_own_envelope(handler, model_dir, monkeypatch):
-    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
-
-    good = jpeg_bytes(120, 90, seed=5)
-    _, (alone,) = run(handler, model_dir, [{"body": good}], [{"X-Top-K": "3"}])
-    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
-    instances = [{"data": base64.b64encode(good).decode(), "top_k": 3}, {"b64": "not base64 !"},
-                 {"data": {"b64": base64.b64encode(png_bytes()).decode()}}, base64.b64encode(b"text").decode()]
-    # As KServe's model server sends it: TorchServe decodes the JSON body into the request dict.
-    context = worker_context(model_dir, [{"Content-Type": "application/json"}])
-    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"instances": instances}}], context)
-    json.dumps(reply)  # TorchServe serialises it as it is
-    results = reply["predictions"]
-    assert [r["status"] for r in results] == [200, 400, 200, 415]
-    assert len(results[0]["predictions"]) == 3 and results[2]["image"]["format"] == "PNG"
-    assert results[1]["error"]["code"] == "invalid_image" and results[3]["error"]["code"] == "unsupported_media_type"
-    assert [p["class_id"] for p in results[0]["predictions"]] == [p["class_id"] for p in alone["predictions"]]
-    # Bytes from a KServe transformer are JSON too.
-    raw = json.dumps({"instances": instances[:1]}).encode()
-    (reply,) = KServeEnvelope(handler.handle).handle([{"data": raw}], worker_context(model_dir, [{}]))
-    assert reply["predictions"][0]["status"] == 200
+# ------------------------------------------------------------- KServe v1 (POST /v1/models/NAME:predict)
+V1 = {"Content-Type": "application/json", "X-Wire-Format": "v1"}  # what nginx sends on the v1 route
 
 
-def test_kserve_v1_request_without_instances_is_400(handler, model_dir, monkeypatch):
-    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
+def v1_body(instances) -> bytes:
+    return json.dumps({"instances": instances}).encode()
 
-    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
-    context = worker_context(model_dir, [{}])
-    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"inputs": []}}], context)
-    assert failed_statuses(context) == {0: (400, "missing_image")}
-    assert context.get_response_headers(0) == {"X-Error-Code": "missing_image"}  # no content type of ours
-    assert reply["predictions"][0]["error"]["code"] == "missing_image"
+
+def test_kserve_v1_requests_batched_together_each_get_their_own_answer(handler, model_dir, monkeypatch):
+    """Dynamic batching intact: v1 requests beside each other (and beside /predict) in one TorchServe
+    batch are one forward pass, and each gets its own {"predictions": [...]}, equal to /predict's."""
+    images = [jpeg_bytes(100 + 9 * i, 80, seed=20 + i) for i in range(3)]
+    encoded = [base64.b64encode(image).decode() for image in images]
+    forward_sizes = []
+    original = handler.pipeline.probabilities
+    monkeypatch.setattr(handler.pipeline, "probabilities",
+                        lambda tensors: forward_sizes.append(len(tensors)) or original(tensors))
+    requests = [{"body": v1_body([{"data": encoded[0], "top_k": 2}])},
+                {"body": images[2]},
+                {"body": v1_body([{"b64": encoded[1]}, "%%%", {"data": {"b64": encoded[2]}}])},
+                {"body": v1_body([encoded[2]])}]
+    headers = [V1 | {"X-Request-ID": "v1-a"}, {"X-Top-K": "3"}, V1, V1]
+    context, (first, predict, second, third) = run(handler, model_dir, requests, headers)
+
+    assert forward_sizes == [5]  # every good image of the four requests
+    assert failed_statuses(context) == {}
+    assert all(context.get_response_content_type(i) == "application/json" for i in range(4))
+    assert set(first) == set(second) == set(third) == {"predictions"}  # KServe v1's answer, nothing else
+    assert [len(r["predictions"]) for r in first["predictions"]] == [2]
+    assert [r["status"] for r in second["predictions"]] == [200, 400, 200]
+    assert second["predictions"][1]["error"]["code"] == "invalid_image"
+    assert [r["index"] for r in second["predictions"]] == [0, 1, 2]
+    assert len(second["predictions"][0]["predictions"]) == DEFAULT_TOP_K
+    # The same image answers the same through v1 (in any request, at any position) and /predict.
+    assert_same_predictions(predict["predictions"], third["predictions"][0]["predictions"][:3])
+    assert_same_predictions(second["predictions"][2]["predictions"], third["predictions"][0]["predictions"])
+    for image, result in ((images[0], first["predictions"][0]), (images[1], second["predictions"][0])):
+        _, (alone,) = run(handler, model_dir, [{"body": image}], [{"X-Top-K": str(len(result["predictions"]))}])
+        assert_same_predictions(alone["predictions"], result["predictions"])
+        assert alone["image"] == result["image"]
+
+
+def assert_same_predictions(left: list[dict], right: list[dict]) -> None:
+    """Same classes in the same order, probabilities equal up to a batch's float noise."""
+    assert [p["class_id"] for p in left] == [p["class_id"] for p in right]
+    assert [p["probability"] for p in left] == pytest.approx([p["probability"] for p in right], abs=1e-5)
+
+
+def test_kserve_v1_request_errors_are_kserves_error_body(handler, model_dir):
+    too_many = [{"data": "x"}] * (handler.settings.max_images_per_request + 1)
+    requests = [{"body": json.dumps({"inputs": []}).encode()}, {"body": b"{broken"}, {"body": b"[1, 2]"},
+                {"body": b""}, {"body": v1_body(too_many)}, {"body": v1_body([{"data": "x", "top_k": 0}])}]
+    context, bodies = run(handler, model_dir, requests, [V1 | {"X-Request-ID": f"e{i}"} for i in range(6)])
+    assert failed_statuses(context) == {0: (400, "missing_image"), 1: (400, "invalid_json"), 2: (400, "invalid_json"),
+                                        3: (400, "missing_image"), 4: (400, "too_many_images"),
+                                        5: (400, "invalid_top_k")}
+    for index, body in enumerate(bodies):
+        # KServe's model server answers errors as {"error": "<message>"}; the code and id are ours.
+        assert set(body) == {"error", "code", "request_id"} and isinstance(body["error"], str)
+        assert body["request_id"] == f"e{index}"
+        assert context.get_response_headers(index)["X-Error-Code"] == body["code"]
+        assert context.get_response_content_type(index) == "application/json"
+    assert "instances" in bodies[0]["error"] and "instances" in bodies[3]["error"]
+
+
+def test_kserve_v1_body_decoded_by_torchserve_is_read_too(handler, model_dir):
+    """With TS_DECODE_INPUT_REQUEST unset TorchServe hands JSON bodies over as a dict."""
+    instances = [{"data": base64.b64encode(png_bytes()).decode()}]
+    _, (reply,) = run(handler, model_dir, [{"body": {"instances": instances}}], [V1])
+    assert reply["predictions"][0]["status"] == 200 and reply["predictions"][0]["image"]["format"] == "PNG"
+
+
+def test_only_nginx_header_value_v1_selects_kserve_v1(handler, model_dir):
+    body = v1_body([base64.b64encode(png_bytes()).decode()])
+    context, (reply,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json",
+                                                                    "X-Wire-Format": "kserve"}])
+    assert failed_statuses(context) == {0: (400, "missing_image")}  # read as /predict's JSON: no "image"
+    assert reply["error"]["code"] == "missing_image"
 
 
 def test_kserve_v1_runs_the_same_stages_as_the_multi_image_form(handler, model_dir, monkeypatch):
     """KServe v1 is a parser and a formatter around the stages, not a pipeline of its own: its
     instances go through preprocess, inference and postprocess and answer what /predict's
     {"images": [...]} answers for the same images."""
-    from ts.torch_handler.request_envelope.kserve import KServeEnvelope
-
     images = [base64.b64encode(jpeg_bytes(80, 60, seed=s)).decode() for s in (7, 8)] + ["%%%"]
     body = json.dumps({"images": images, "top_k": 2}).encode()
     _, (multi,) = run(handler, model_dir, [{"body": body}], [{"Content-Type": "application/json"}])
@@ -281,10 +326,7 @@ def test_kserve_v1_runs_the_same_stages_as_the_multi_image_form(handler, model_d
         original = getattr(handler, stage)
         monkeypatch.setattr(handler, stage, lambda states, _stage=stage, _original=original:
                             stages.append(_stage) or _original(states))
-    monkeypatch.setattr(handler, "settings", handler.settings.__class__(request_envelope="kserve"))
-    instances = [{"data": image, "top_k": 2} for image in images]
-    (reply,) = KServeEnvelope(handler.handle).handle([{"body": {"instances": instances}}],
-                                                     worker_context(model_dir, [{}]))
+    _, (reply,) = run(handler, model_dir, [{"body": v1_body([{"data": image, "top_k": 2} for image in images])}], [V1])
     assert stages == ["preprocess", "inference", "postprocess"]
     assert reply["predictions"][:2] == multi["results"][:2]
     assert reply["predictions"][2]["error"]["code"] == multi["results"][2]["error"]["code"] == "invalid_image"

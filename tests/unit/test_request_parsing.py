@@ -6,7 +6,13 @@ import json
 import pytest
 
 from handler.errors import InvalidImage, InvalidJson, InvalidTopK, MissingImage, TooManyImages
-from handler.request_parsing import normalise_headers, parse_request, parse_top_k, request_id_from
+from handler.request_parsing import (
+    normalise_headers,
+    parse_kserve_v1_body,
+    parse_request,
+    parse_top_k,
+    request_id_from,
+)
 
 IMG = b"\xff\xd8\xff fake jpeg bytes"
 MULTIPART = {"content-type": "multipart/form-data; boundary=x"}
@@ -176,3 +182,58 @@ def test_multipart_field_data_is_an_alias_of_file():
         parse({"wrong": IMG}, MULTIPART)
     # A raw body (TorchServe's "body"/"data" key without multipart) is still a raw image.
     assert parse({"data": IMG}, {}).source == "raw"
+
+
+# ----------------------------------------------------------- KServe v1 (POST /v1/models/NAME:predict)
+IMAGE = IMG
+B64 = base64.b64encode(IMAGE).decode()
+
+
+def _v1(instances) -> dict:
+    return {"body": json.dumps({"instances": instances}).encode()}
+
+
+def test_kserve_v1_body_every_instance_form_in_order():
+    forms = [{"data": B64}, {"b64": B64}, {"image": B64}, {"data": {"b64": B64}}, B64]
+    parsed = parse_kserve_v1_body(_v1(forms), 5, 1000)
+    assert parsed.images == (IMAGE,) * len(forms) and parsed.multi and parsed.source == "kserve"
+    assert parsed.top_k == 5
+
+
+def test_kserve_v1_body_as_bytes_str_or_decoded_dict():
+    document = {"instances": [{"data": B64, "top_k": "3"}]}
+    for data in ({"body": json.dumps(document).encode()}, {"data": json.dumps(document)}, {"body": document}):
+        parsed = parse_kserve_v1_body(data, 5, 1000)
+        assert parsed.images == (IMAGE,) and parsed.top_k == 3
+
+
+def test_kserve_v1_first_top_k_wins_and_bad_instances_fail_inline():
+    parsed = parse_kserve_v1_body(_v1([{"data": "@@@"}, {"data": B64, "top_k": 2}, {"data": B64, "top_k": 4}]), 5, 1000)
+    assert parsed.top_k == 2
+    assert isinstance(parsed.images[0], InvalidImage) and parsed.images[1:] == (IMAGE, IMAGE)
+    empty = parse_kserve_v1_body(_v1([{"data": ""}, {"other": B64}]), 5, 1000)
+    assert all(isinstance(image, MissingImage) for image in empty.images)
+
+
+@pytest.mark.parametrize("data, error", [
+    ({"body": b""}, MissingImage),
+    ({}, MissingImage),
+    ({"body": b"{not json"}, InvalidJson),
+    ({"body": b"[1]"}, InvalidJson),
+    ({"body": [1]}, InvalidJson),
+    ({"body": b'"a string"'}, InvalidJson),
+    ({"body": b'{"inputs": []}'}, MissingImage),
+    ({"body": b'{"instances": {"data": "x"}}'}, InvalidJson),
+    ({"body": b'{"instances": []}'}, MissingImage),
+    ({"body": b'{"instances": [{"data": "x", "top_k": 0}]}'}, InvalidTopK),
+    ({"body": b'{"instances": [{"data": "x", "top_k": true}]}'}, InvalidTopK),
+])
+def test_kserve_v1_request_level_errors(data, error):
+    with pytest.raises(error):
+        parse_kserve_v1_body(data, 5, 1000)
+
+
+def test_kserve_v1_too_many_instances():
+    with pytest.raises(TooManyImages, match="At most 2"):
+        parse_kserve_v1_body(_v1([B64] * 3), 5, 1000, max_images=2)
+    assert len(parse_kserve_v1_body(_v1([B64] * 2), 5, 1000, max_images=2).images) == 2
