@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from handler.backends import create_backend
-from handler.calibration import calibration_batches
 from handler.decoding import DecodeLimits
 from handler.errors import InternalError, ServiceError
 from handler.golden import evaluate as evaluate_golden_set
@@ -53,7 +52,6 @@ from handler.settings import HandlerSettings
 from handler.settings_table import SettingsError
 from handler.wire_formats import (
     JSON_CONTENT_TYPE,
-    KSERVE_V1,
     ModelFacts,
     RequestLimits,
     wire_format_for,
@@ -111,7 +109,6 @@ class ResNet50Handler:
             backend = create_backend(
                 self.settings.backend, model_dir / meta.weights.file, meta.architecture,
                 meta.num_classes, device, self.settings.precision,
-                calibration=lambda: calibration_batches(meta.preprocessing, self.settings.int8_calibration_dir),
                 input_size=meta.preprocessing.crop_size,
                 converted_cache=lambda runtime, version: cache_for_weights(
                     self.settings.model_cache_dir, meta.weights.sha256, meta.preprocessing.crop_size,
@@ -200,12 +197,9 @@ class ResNet50Handler:
         return min(self.settings.default_top_k, self.pipeline.meta.num_classes)
 
     # ------------------------------------------------------------------- entry
-    def handle(self, data: list[dict], context: Any) -> list[str | bytes] | list[dict]:
+    def handle(self, data: list[dict], context: Any) -> list[str | bytes]:
         """TorchServe's entry: one answer per request of the batch, in each request's wire format."""
         self.context = context
-        if self.settings.request_envelope == "kserve":
-            # TorchServe's kserve envelope hands over one request's "instances" and wraps the list returned.
-            return KSERVE_V1.envelope_answer(self._run(KSERVE_V1.batch_from_envelope(data)))
         return self._run(data)
 
     def _run(self, data: list[dict]) -> list:
@@ -226,7 +220,7 @@ class ResNet50Handler:
             started = time.perf_counter()
             headers = normalise_headers(self._headers(index))
             state = RequestState(index=index, request_id=request_id_from(headers, self._ts_request_id(index)),
-                                 started=started, wire=wire_format_for(headers, self.settings.request_envelope))
+                                 started=started, wire=wire_format_for(headers))
             states.append(state)
             if state.wire.answers_probes and headers.get("describe") == "True":
                 state.kind = "describe"

@@ -48,9 +48,7 @@ class HandlerSettings:
     result_cache_size: int = _default("RESULT_CACHE_SIZE")  # entries per worker; 0 = off
     fast_jpeg_decode: bool = _default("FAST_JPEG_DECODE") == "1"
     max_images_per_request: int = _default("MAX_IMAGES_PER_REQUEST")
-    int8_calibration_dir: str = ""  # PRECISION=int8 with torchscript: representative images; "" = synthetic set
     model_cache_dir: str = ""  # converted models kept across worker starts; "" = none (handler/model_cache.py)
-    request_envelope: str = ""  # "kserve": TorchServe's KServe v1 envelope hands over "instances"
 
     @classmethod
     def from_env(cls) -> HandlerSettings:
@@ -71,9 +69,5 @@ class HandlerSettings:
             result_cache_size=_setting("RESULT_CACHE_SIZE"),
             fast_jpeg_decode=_setting("FAST_JPEG_DECODE") == "1",
             max_images_per_request=_setting("MAX_IMAGES_PER_REQUEST"),
-            int8_calibration_dir=_setting("INT8_CALIBRATION_DIR"),
             model_cache_dir=_setting("MODEL_CACHE_DIR"),
-            # TorchServe's own variable, not a setting of ours: KServe's TorchServe runtime sets it
-            # (protocolVersion v1) and workers inherit it.
-            request_envelope=os.environ.get("TS_SERVICE_ENVELOPE", "").strip().lower(),
         )

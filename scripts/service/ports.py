@@ -77,6 +77,9 @@ def check_public_ports(settings: dict[str, str]) -> int | None:
     if metrics is not None and not port_is_free(settings["BIND_ADDRESS"], metrics):
         raise PortInUse(f"METRICS_PORT {metrics} on {settings['BIND_ADDRESS']} is already in use (another instance "
                         f"or program listens there): stop it or start this one with another METRICS_PORT")
+    from scripts.service.grpc_front.ports import grpc_port_decision  # (it imports this module)
+
+    grpc_port_decision(settings)  # a GRPC_PORT you chose, taken: refused alike (the default taken: gRPC off)
     return metrics
 
 
@@ -102,8 +105,11 @@ def resolve_ports(settings: dict[str, str]) -> dict[str, str]:
     taken = {public, *fixed.values()}
     if metrics is not None:  # free now, bound by nginx only later: no TorchServe port may take it meanwhile
         taken.add(metrics)
-    if settings.get("READINESS_PORT"):  # the supervisor's readiness responder (scripts/service/readiness.py)
-        taken.add(int(settings["READINESS_PORT"]))
+    # The supervisor's readiness responder (scripts/service/readiness.py), and gRPC's public port and
+    # nginx's loopback server for the gRPC front (scripts/service/grpc_front/server.py).
+    for held in ("READINESS_PORT", "GRPC_PORT", "GRPC_PROXY_PORT"):
+        if settings.get(held):
+            taken.add(int(settings[held]))
     chosen = free_loopback_ports(len(automatic), avoid=taken)
     resolved.update({name: str(port) for name, port in zip(automatic, chosen)})
     return resolved
@@ -113,7 +119,7 @@ def write_ports(run_dir: Path, settings: dict[str, str]) -> Path:
     """RUN_DIR/ports.json: the numbers this start really uses."""
     path = run_dir / PORTS_FILE
     data = {"PORT": int(settings["PORT"]), **{name: int(settings[name]) for name in INTERNAL_PORTS}}
-    for optional in ("METRICS_PORT", "READINESS_PORT"):
+    for optional in ("METRICS_PORT", "READINESS_PORT", "GRPC_PORT", "GRPC_PROXY_PORT"):
         if settings.get(optional):
             data[optional] = int(settings[optional])
     temporary = path.with_suffix(".tmp")

@@ -14,6 +14,7 @@ nginx proxies to it (``READINESS_PORT`` in ``config/nginx.conf.template``):
     GET /live                    200 while the frontend answers the management API (liveness)
     GET /v2, /v2/health/live, /v2/health/ready,
         /v2/models/NAME[/versions/V][/ready]    Open Inference Protocol v2 (metadata and health)
+    GET /v1/models, /v1/models/NAME             KServe v1: the model list and the model's readiness
     GET /metrics                 Prometheus gauges from the same snapshot (queue depth, ready workers)
 
 The class count of the model metadata comes from the archive's ``model_meta.json`` (its
@@ -38,7 +39,7 @@ from scripts import REPO_ROOT
 
 POLL_INTERVAL_S = 0.5  # how stale readiness may be; the management API answers from memory
 # While not ready, poll faster: a restarted worker is back in service within 0.1 s of being
-# READY instead of up to 0.5 s later (docs/benchmarks.md, "Restarts"). Still a few cheap
+# READY instead of up to 0.5 s later (docs/performance.md, "Restarts"). Still a few cheap
 # in-memory calls a second, and only while the pod serves nothing anyway.
 UNREADY_POLL_INTERVAL_S = 0.1
 POLL_TIMEOUT_S = 1.0
@@ -49,6 +50,7 @@ SERVER_NAME = "resnet50-serve"
 V2_EXTENSIONS = ["binary_tensor_data", "classification"]
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 _MODEL_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<ready>/ready)?$")
+_V1_MODEL_PATH = re.compile(r"^/v1/models/(?P<name>[^/]+)$")
 
 
 # ------------------------------------------------------------------------------ the snapshot
@@ -208,6 +210,8 @@ class Responder:
 
     def __init__(self, poller: ManagementPoller) -> None:
         self.poller = poller
+        # More Prometheus text for GET /metrics, from others in this process (the gRPC front's counters).
+        self.metric_sources: list[Callable[[], str]] = []
 
     def answer(self, path: str, request_id: str) -> Answer:
         path = unquote(urlsplit(path).path)
@@ -221,7 +225,13 @@ class Responder:
         if path == "/v2":
             return Answer(200, {"name": SERVER_NAME, "version": _version(), "extensions": V2_EXTENSIONS})
         if path == "/metrics":
-            return Answer(200, self.metrics(), {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+            text = self.metrics() + "".join(source() for source in self.metric_sources)
+            return Answer(200, text, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        if path == "/v1/models":  # KServe v1: the models this server serves
+            return Answer(200, {"models": [self.poller.model_name]})
+        match = _V1_MODEL_PATH.match(path)
+        if match:
+            return self.v1_model_ready(match["name"], request_id)
         match = _MODEL_PATH.match(path)
         if match:
             return self.model(match["name"], match["version"], bool(match["ready"]), request_id)
@@ -243,6 +253,19 @@ class Responder:
             "workers_ready": len(ready_workers(default)),
             "request_id": request_id,
         }, {"Cache-Control": "no-store"})
+
+    def v1_model_ready(self, name: str, request_id: str) -> Answer:
+        """KServe v1's model readiness, as KServe's own model server answers it: 200 {"name", "ready":
+        true}; 503 {"error": "Model with name N is not ready."} (kserve.errors.ModelNotReady); 404
+        {"error": "Model with name N does not exist."} (ModelNotFound). Ready means what /health means."""
+        if name != self.poller.model_name:
+            return Answer(404, _v2_error(f"Model with name {name[:64]} does not exist.", "not_found", request_id))
+        reason = unready_reason(self.poller.current())
+        if reason is not None:
+            body = {**_v2_error(f"Model with name {name} is not ready.", "model_unavailable", request_id),
+                    "reason": reason}
+            return Answer(503, body, _no_store(False))
+        return Answer(200, {"name": name, "ready": True}, _no_store(True))
 
     def live(self, path: str) -> Answer:
         snapshot = self.poller.current()

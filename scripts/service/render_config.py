@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from scripts.service.grpc_front.nginx import grpc_server_block
 from scripts.service.settings import REPO_ROOT, api_keys, load_settings
 from scripts.service.ts_tokens import ApiKeys
 
@@ -28,7 +29,7 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 NGINX_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 # nginx has no conditionals and servers share no locations: the /metrics routes are a template
-# of their own, rendered into exactly one server (README "GET /metrics (operators)").
+# of their own, rendered into exactly one server (docs/api.md "GET /metrics (operators)").
 # (".part", not ".template": render_all renders every *.template as a file of its own.)
 METRICS_ROUTES_PART = CONFIG_DIR / "nginx-metrics-routes.part"
 METRICS_SERVER_PART = CONFIG_DIR / "nginx-metrics-server.part"
@@ -61,6 +62,7 @@ def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> di
     allowed = [] if settings["METRICS_ALLOW"].strip().lower() == "none" else settings["METRICS_ALLOW"].split(",")
     values["METRICS_ALLOW_RULES"] = "".join(f"allow {entry.strip()}; " for entry in allowed) + "deny all;"
     values["METRICS_ROUTES"], values["METRICS_SERVER"] = metrics_blocks(values)
+    values["GRPC_SERVER"] = grpc_server_block(values, render_text)  # scripts/service/grpc_front/nginx.py; "" = no gRPC
     values["SERVED_ARCHIVE"], values["SERVED_VERSION"] = served_archive(settings)
     keys = api_keys(settings)
     values["API_KEY_DEFAULT"] = "0" if keys else "1"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from scripts import REPO_ROOT
 
+from handler.int8_policy import int8_runtime_refusal
 from handler.settings_table import SETTINGS, WORKER_SETTINGS, Setting, SettingsError  # noqa: F401
 
 
@@ -88,6 +89,11 @@ def validate(s: dict[str, str]) -> None:
         for name, port in fixed.items():
             if port == metrics_port:
                 raise SettingsError(f"METRICS_PORT must differ from {name}, both are {port}")
+    if s["GRPC_PORT"]:  # empty: no gRPC (scripts/service/grpc_front/server.py)
+        grpc_port = integer("GRPC_PORT", 1, 65535)
+        for name, port in [*fixed.items(), ("METRICS_PORT", int(s["METRICS_PORT"] or 0))]:
+            if port == grpc_port:
+                raise SettingsError(f"GRPC_PORT must differ from {name}, both are {port}")
     for name in ("RUN_DIR", "MODEL_STORE"):
         check_path(name, s[name])
     check_path("the checkout's path", str(REPO_ROOT))
@@ -100,9 +106,9 @@ def validate(s: dict[str, str]) -> None:
             raise SettingsError("API keys must be 16-256 characters of letters, digits and ._~+/=-")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", s["DEVICE"]):
         raise SettingsError(f"DEVICE must be cpu or cuda, got {s['DEVICE']!r}")
-    if s["PRECISION"] == "int8" and s["BACKEND"] not in ("auto", "openvino", "torchscript"):
-        raise SettingsError("PRECISION=int8 needs BACKEND=openvino (an archive built with --int8-calibration), "
-                            "torchscript or auto")
+    int8_refusal = int8_runtime_refusal(s["BACKEND"], s["DEVICE"]) if s["PRECISION"] == "int8" else None
+    if int8_refusal:  # (an archive without an int8 model is refused by the supervisor: archive_info.int8_refusal)
+        raise SettingsError(int8_refusal)
     if s["BACKEND"] == "openvino" and not s["DEVICE"].startswith("cpu"):
         raise SettingsError("BACKEND=openvino runs on the CPU; use torchscript or eager with DEVICE=cuda")
     if s["INT8_CALIBRATION_DIR"] and not Path(s["INT8_CALIBRATION_DIR"]).is_dir():
@@ -142,6 +148,4 @@ def handler_environment(s: dict[str, str]) -> dict[str, str]:
     """The subset the handler reads in each TorchServe worker (see handler/settings.py)."""
     env = {k: s[k] for k in WORKER_SETTINGS}
     env["MODEL_CACHE_DIR"] = str(Path(s["MODEL_CACHE_DIR"] or Path(s["RUN_DIR"]) / "model-cache").resolve())
-    if env["INT8_CALIBRATION_DIR"]:  # workers run in TorchServe's temp dir: pass it absolute
-        env["INT8_CALIBRATION_DIR"] = str(Path(env["INT8_CALIBRATION_DIR"]).resolve())
     return env

@@ -28,10 +28,11 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scripts.archive.archive_info import archive_is_stale
+from scripts.archive.archive_info import archive_is_stale, int8_refusal
 from scripts.service.ports import PortInUse, check_public_ports, resolve_ports, write_ports
+from scripts.service.model_store import REFUSE, REPACK, SERVE, plan_archive, store_is_writable
 from scripts.service.readiness import ReadinessServer
-from scripts.service.render_config import render_all
+from scripts.service.render_config import render_all, served_archive
 from scripts.service.settings import REPO_ROOT, SettingsError, handler_environment, load_settings
 from scripts.service.ts_tokens import key_file, wait_for_keys
 
@@ -251,21 +252,25 @@ class Supervisor:
         self.stopping = threading.Event()
         self.torchserve: subprocess.Popen | None = None
         self.nginx: subprocess.Popen | None = None
+        self.grpc_front = None  # scripts/service/grpc_front/server.py while GRPC_PORT is served
 
     def prepare(self) -> Path:
+        """Render the configs into RUN_DIR; build or repack the archive where MODEL_STORE may be
+        written; on a read-only store (KServe's /mnt/models) write nothing there: a missing archive
+        fails the start, a stale one is served as it is (scripts/service/model_store.py)."""
         config_dir = render_all(self.settings)
-        archive = Path(self.settings["MODEL_STORE"]) / f"{self.settings['MODEL_NAME']}.mar"
-        build = [sys.executable, "-m", "scripts.archive.build_mar"]
-        if not archive.exists():
-            self.relay.log("INFO", f"{archive.name} not found: building it", event="build_archive")
-            command = build
-        elif archive_is_stale(archive):
-            # The archive carries the handler code: repack it (same weights) when handler/ changed.
-            self.relay.log("WARNING", f"{archive.name} holds older handler code: repacking it",
-                           event="repack_archive")
-            command = [*build, "--refresh-handler"]
-        else:
+        store = Path(self.settings["MODEL_STORE"])
+        plan = plan_archive(store, served_archive(self.settings)[0], f"{self.settings['MODEL_NAME']}.mar",
+                            store_is_writable(store), archive_is_stale)
+        if plan.action == REFUSE:
+            raise ArchiveBuildFailed(plan.message)
+        if plan.message:
+            self.relay.log(plan.level, plan.message, event=plan.event)
+        if plan.action == SERVE:
             return config_dir
+        command = [sys.executable, "-m", "scripts.archive.build_mar"]
+        if plan.action == REPACK:
+            command.append("--refresh-handler")
         result = subprocess.run(command, cwd=REPO_ROOT)
         if result.returncode != 0:
             raise ArchiveBuildFailed(f"building {archive} failed (exit {result.returncode}): "
@@ -273,6 +278,10 @@ class Supervisor:
         return config_dir
 
     def run(self) -> int:
+        # PRECISION=int8 on an archive without an int8 model: one line, before anything starts or is built.
+        if refusal := int8_refusal(self.settings):
+            self.relay.log("CRITICAL", refusal, event="int8_model_missing")
+            return 2
         # GET /health, /live and the v2 metadata routes: answered from the management API, never
         # through TorchServe's job queue (scripts/service/readiness.py); its port goes into nginx's config.
         # Started first, so the free ports chosen for TorchServe avoid the one it holds.
@@ -280,6 +289,10 @@ class Supervisor:
         self.settings["READINESS_PORT"] = str(self.readiness.port)
         try:
             self.settings = resolve_ports(self.settings)
+            if self.settings.get("GRPC_PORT"):  # bound before nginx's config is rendered (it routes the front)
+                from scripts.service.grpc_front.server import start_grpc_front  # grpc is imported only when served
+
+                self.grpc_front = start_grpc_front(self.settings, self.readiness, self.relay)
         except PortInUse as error:
             self.relay.log("CRITICAL", str(error), event="port_in_use")
             return 2
@@ -321,6 +334,11 @@ class Supervisor:
                     exit_code = 1
                     self.stopping.set()
                     break
+            if self.grpc_front and not self.grpc_front.alive() and not self.stopping.is_set():
+                self.relay.log("CRITICAL", "the gRPC front stopped unexpectedly; stopping the service",
+                               event="child_died", child="grpc_front")
+                exit_code = 1
+                self.stopping.set()
             self.stopping.wait(0.5)
         self.shutdown()
         return exit_code
@@ -342,12 +360,18 @@ class Supervisor:
             time.sleep(0.5)
 
     def shutdown(self) -> None:
-        """nginx first (it finishes in-flight requests, accepts no new ones), then TorchServe."""
+        """nginx and the gRPC front (each finishes its in-flight requests, accepts no new ones), then TorchServe."""
         grace = int(self.settings["REQUEST_TIMEOUT"]) + 5
+        grpc_draining = None
+        if self.grpc_front:  # at once with nginx: its calls in flight finish through nginx's own drain
+            grpc_draining = threading.Thread(target=self.grpc_front.stop, args=(grace,), daemon=True)
+            grpc_draining.start()
         if self.nginx and self.nginx.poll() is None:
             signal_group(self.nginx.pid, signal.SIGQUIT)  # graceful: drain open requests
             if not wait_group(self.nginx.pid, grace):
                 signal_group(self.nginx.pid, signal.SIGKILL)
+        if grpc_draining:
+            grpc_draining.join(grace)
         if self.torchserve:
             signal_group(self.torchserve.pid, signal.SIGTERM)
             if not wait_group(self.torchserve.pid, STOP_GRACE_S):
@@ -403,6 +427,9 @@ def detach(settings: dict[str, str]) -> int:
     except PortInUse as error:
         print(error, file=sys.stderr)
         return 2
+    if refusal := int8_refusal(settings):  # said here too, in one line (the log's tail would be more)
+        print(refusal, file=sys.stderr)
+        return 2
     log_path = run_dir / DETACHED_LOG
     with log_path.open("ab") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "scripts.service.supervisor"], cwd=REPO_ROOT,
@@ -421,7 +448,7 @@ def detach(settings: dict[str, str]) -> int:
             print(f"ready in {time.monotonic() - started:.1f} s: http://127.0.0.1:{settings['PORT']} "
                   f"(pid {process.pid}, log {log_path})")
             if body.get("pretrained") is False:
-                print("WARNING: serving RANDOM weights (offline build); see README 'Real weights'.")
+                print("WARNING: serving RANDOM weights (offline build); see docs/own-model.md 'Real weights'.")
             return 0
         time.sleep(0.5)
     print(f"/health was not 200 within {settings['STARTUP_TIMEOUT']} s (last: {status} {body}). "

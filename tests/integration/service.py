@@ -32,18 +32,22 @@ DEFAULT_TOP_K = BY_NAME["DEFAULT_TOP_K"].parse()
 MAX_FILE_SIZE = BY_NAME["MAX_FILE_SIZE"].parse()
 
 
-def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str] | None) -> dict[str, str]:
+def service_env(run_dir: Path, model_store: Path, extra_env: dict[str, str | None] | None) -> dict[str, str]:
     """The environment of one test instance: free loopback ports, its own RUN_DIR, no .env."""
-    port, inference, management, metrics, grpc_inference, grpc_management = free_ports(6)
+    port, inference, management, metrics, grpc_inference, grpc_management, grpc = free_ports(7)
     env = dict(os.environ)
     env.update({
-        "PORT": str(port), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
+        "PORT": str(port), "GRPC_PORT": str(grpc), "BIND_ADDRESS": "127.0.0.1", "TS_INFERENCE_PORT": str(inference),
         "TS_MANAGEMENT_PORT": str(management), "TS_METRICS_PORT": str(metrics),
         "TS_GRPC_INFERENCE_PORT": str(grpc_inference), "TS_GRPC_MANAGEMENT_PORT": str(grpc_management),
         "RUN_DIR": str(run_dir), "MODEL_STORE": str(model_store), "MODEL_NAME": "resnet50",
         "ENV_FILE": str(run_dir / "no.env"), "STARTUP_TIMEOUT": "300",
     })
-    env.update(extra_env or {})
+    for key, value in (extra_env or {}).items():  # None: leave the setting unset (its default)
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
