@@ -20,7 +20,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
-# Alpha is composited on this colour (documented in the README): white reads better
+# Alpha is composited on this colour (documented in docs/api.md): white reads better
 # than black for logos and cut-outs, which are the usual transparent inputs.
 ALPHA_BACKGROUND = (255, 255, 255)
 

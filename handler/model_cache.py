@@ -2,7 +2,7 @@
 it again.
 
 Converting the eager ResNet-50 to OpenVINO's form traces it through PyTorch: seconds on two
-cores at every worker start (docs/benchmarks.md), while reading the converted files back takes
+cores at every worker start (docs/performance.md), while reading the converted files back takes
 a hundredth of a second. The converted model depends on the weights and on both libraries'
 versions, so that is the key; the input size is part of it because shapes are fixed at
 conversion. An entry is written under a temporary name and renamed whole, so a worker killed

@@ -5,7 +5,7 @@ computes on a PIL image (resize -> centre crop -> to tensor -> float -> normalis
 numbers read from ``model_meta.json`` so they are written down once, at archive build time.
 It makes the same Pillow calls torchvision's functional API makes, without importing
 torchvision: that import costs a worker about 2 s and 170 MB at every (re)start
-(docs/benchmarks.md, "Restarts"). tests/unit/test_transforms.py holds it equal, bit for bit,
+(docs/performance.md, "Restarts"). tests/unit/test_transforms.py holds it equal, bit for bit,
 to torchvision's own functions.
 """
 

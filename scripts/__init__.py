@@ -1,5 +1,5 @@
 """The repository's tools, grouped by role; each runs from the repository root as
-``python -m scripts.<role>.<tool>`` (README "What runs where")."""
+``python -m scripts.<role>.<tool>`` (docs/development.md "Layout")."""
 
 from pathlib import Path
 

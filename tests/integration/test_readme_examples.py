@@ -1,4 +1,5 @@
-"""The README's curl examples work verbatim (only the host:port is pointed at the test service)."""
+"""The curl examples of README.md and docs/api.md work verbatim (only the host:port is pointed at the
+test service), and the answer README.md shows has the shape the service really answers with."""
 
 from __future__ import annotations
 
@@ -13,26 +14,40 @@ from tests.integration.service import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+PAGES_WITH_EXAMPLES = ("README.md", "docs/api.md")
 
-def readme_curl_commands() -> list[str]:
-    text = (REPO_ROOT / "README.md").read_text()
+
+def curl_commands(page: str) -> list[str]:
+    """The page's curl lines aimed at the default public port, in order, comments dropped."""
+    text = (REPO_ROOT / page).read_text(encoding="utf-8")
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
             if line.startswith("curl ") and "localhost:5000" in line]
 
 
-def test_readme_has_curl_examples_for_every_route_and_form():
-    commands = readme_curl_commands()
-    assert sum("/predict" in c for c in commands) >= 3
-    assert any("/health" in c for c in commands) and any("/info" in c for c in commands)
+def example_commands() -> list[str]:
+    """Every page's examples, each once (the README repeats one of docs/api.md's)."""
+    return list(dict.fromkeys(c for page in PAGES_WITH_EXAMPLES for c in curl_commands(page)))
 
 
-@pytest.mark.parametrize("command", readme_curl_commands())
-def test_readme_curl_example(service, command):
-    command = command.replace("http://localhost:5000", service.base_url)
+def run_curl(command: str, base_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command.replace("http://localhost:5000", base_url)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_pages_have_curl_examples_for_every_route_and_form():
+    assert curl_commands("README.md"), "README.md shows no curl example"
+    commands = example_commands()
+    assert sum("/predict" in c for c in commands) >= 3  # multipart, raw body, JSON (and several images)
+    for route in ("/health", "/info", "/metrics", "/v2/models/resnet50/infer"):
+        assert any(route in c for c in commands), route
+
+
+@pytest.mark.parametrize("command", example_commands())
+def test_curl_example(service, command):
     if "/metrics" in command:  # make sure there is a counter to show
         requests.post(service.url("/predict"), data=(REPO_ROOT / "tests/fixtures/sample.jpg").read_bytes(), timeout=30)
-    result = subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = run_curl(command, service.base_url)
     assert result.returncode == 0, result.stderr
     if "/metrics" in command:
         assert 'resnet50_requests_total{ModelName="resnet50",status="200"' in result.stdout
@@ -50,3 +65,19 @@ def test_readme_curl_example(service, command):
         assert body["outputs"][0]["shape"] == [1, 3] and len(body["outputs"][0]["data"]) == 3
     else:
         assert body["default"][0]["customizedMetadata"]["architecture"] == "resnet50"
+
+
+def test_the_readme_answer_is_shaped_like_the_real_one(service):
+    """README.md shows one request and its answer: the answer must have the fields, the number of
+    predictions and the prediction fields that the service really sends for that request."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    shown = json.loads(re.findall(r"```json\n(.*?)```", text, flags=re.S)[0])
+    command = curl_commands("README.md")[0]
+    result = run_curl(command, service.base_url)
+    assert result.returncode == 0, result.stderr
+    real = json.loads(result.stdout)
+    assert set(shown) == set(real)
+    assert set(shown["model"]) == set(real["model"]) and set(shown["timing_ms"]) == set(real["timing_ms"])
+    assert len(shown["predictions"]) == len(real["predictions"])
+    assert [set(p) for p in shown["predictions"]] == [set(p) for p in real["predictions"]]
+    assert shown["image"] == real["image"]  # the same file: the same size and format

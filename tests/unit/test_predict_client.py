@@ -44,7 +44,7 @@ from scripts.client.predict import (
 from scripts import REPO_ROOT
 from tests.support import free_ports, jpeg_bytes, png_bytes
 
-CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as the README does
+CLIENT = ["-m", "scripts.client.predict"]  # run from the repository root, as docs/api.md does
 
 PREDICTIONS = [
     {"rank": 1, "class_id": 281, "label": "tabby", "probability": 0.8312},
