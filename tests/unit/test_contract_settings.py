@@ -23,11 +23,13 @@ from scripts.docs.format_json import format_json
 CONTRACT_FILE = REPO_ROOT / "config" / "openapi.json"
 TEXT = CONTRACT_FILE.read_text(encoding="utf-8")
 CONTRACT = json.loads(TEXT)
-MAX_BYTES = 40_000
+# 40,000 until the KServe v1 routes (3 operations, 4 schemas: +4.1 KB); tightening repeated prose and
+# one duplicate response won back 1.0 KB. What is left is structure (each response's code and headers).
+MAX_BYTES = 42_500
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
-# (path, method) of every operation, recorded from the 76.7 KB contract before it was restructured with
-# $ref components. A new route is a deliberate change: add it here, within the size budget.
+# (path, method) of every operation: the 76.7 KB contract's, recorded before it was restructured with $ref
+# components, and the KServe v1 routes. A new route is a deliberate change: add it here, within the budget.
 OPERATIONS = frozenset({
     ("/predict", "post"),
     ("/health", "get"),
@@ -43,12 +45,16 @@ OPERATIONS = frozenset({
     ("/v2/models/{model_name}/versions/{model_version}/ready", "get"),
     ("/v2/models/{model_name}/infer", "post"),
     ("/v2/models/{model_name}/versions/{model_version}/infer", "post"),
+    ("/v1/models", "get"),
+    ("/v1/models/{model_name}", "get"),
+    ("/v1/models/{model_name}:predict", "post"),
 })
 
 # JSON pointer -> (setting, how its default reads there). Schemathesis sends the examples in its explicit
 # phase, so they must be what a default install serves.
 TIED_TO_SETTINGS = {
     "/components/schemas/SeveralImages/properties/images/maxItems": ("MAX_IMAGES_PER_REQUEST", int),
+    "/components/schemas/V1PredictRequest/properties/instances/maxItems": ("MAX_IMAGES_PER_REQUEST", int),
     "/components/parameters/ModelName/example": ("MODEL_NAME", str),
     "/components/parameters/ModelVersion/example": ("MODEL_VERSION", str),
     "/servers/0/url": ("PORT", lambda port: f"http://localhost:{port}"),
@@ -58,6 +64,7 @@ TIED_TO_SETTINGS = {
 INTRINSIC = {
     "/components/schemas/Prediction/properties/probability/maximum": "a probability",
     "/components/schemas/Info/properties/default/maxItems": "exactly one default version",
+    "/components/schemas/V1Models/properties/models/maxItems": "the one model served",
     "/components/schemas/V2InferenceRequest/properties/inputs/items/properties/name/example": "the input tensor",
     "/components/schemas/V2InferenceRequest/properties/inputs/items/properties/datatype/example": "its datatype",
     "/components/schemas/V2InferenceRequest/properties/outputs/items/properties/name/example": "the output tensor",

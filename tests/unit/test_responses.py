@@ -1,8 +1,10 @@
-"""The answers' JSON bodies (handler/responses.py) as values: the shapes of config/openapi.json."""
+"""The answers' JSON bodies (handler/responses.py, the KServe v1 wire format, the v1 readiness answers) as
+values: the shapes of config/openapi.json."""
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,16 +12,18 @@ import torch
 from jsonschema import Draft7Validator
 from PIL import Image
 
-from handler import responses
+from handler import responses, wire_formats
 from handler.decoding import DecodedImage
-from handler.errors import InvalidImage, PayloadTooLarge
+from handler.errors import InvalidImage, PayloadTooLarge, TooManyImages
 from handler.model_meta import Int8Model, ModelMeta, SelfTest, WeightsInfo
 from handler.pipeline import PreparedImage
-from handler.request_state import ImageItem
+from handler.request_parsing import ParsedRequest
+from handler.request_state import ImageItem, RequestState
 from handler.result_cache import CachedResult
 from handler.settings import HandlerSettings
 from handler.transforms import PreprocessSpec
 from scripts import REPO_ROOT
+from scripts.service.readiness import ManagementPoller, Responder, Snapshot
 
 CATEGORIES = ("cat", "dog", "fish", "bird")
 ROW = torch.tensor([0.1, 0.6, 0.05, 0.25])
@@ -30,6 +34,16 @@ CONTRACT = json.loads((REPO_ROOT / "config" / "openapi.json").read_text())
 def assert_matches_contract(body: dict, schema: str) -> None:
     """``body`` is valid against config/openapi.json's ``components/schemas/<schema>``."""
     Draft7Validator({"$ref": f"#/components/schemas/{schema}", "components": CONTRACT["components"]}).validate(body)
+
+
+def assert_matches_operation(body: dict, path: str, method: str, status: int) -> None:
+    """``body`` is valid against what config/openapi.json documents for ``method path`` answering ``status``
+    (a status it does not document fails with KeyError)."""
+    response = CONTRACT["paths"][path][method]["responses"][str(status)]
+    while "$ref" in response:  # a shared one: #/components/responses/<name>
+        response = CONTRACT["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = response["content"]["application/json"]["schema"]
+    Draft7Validator({**schema, "components": CONTRACT["components"]}).validate(body)
 
 
 def decoded_item(position: int = 0, width: int = 40, height: int = 30, fmt: str = "PNG") -> ImageItem:
@@ -132,3 +146,62 @@ def test_describe_body_shows_a_custom_models_labels_and_truncates_imagenets():
                                     HandlerSettings(), 5, cache, {}, None)
     assert len(large["classes"]["labels"]) == responses.LABELS_SHOWN and large["classes"]["labels_truncated"]
     assert large["int8_model"] == {"file": "int8.xml", "sha256": "cd" * 32}
+
+
+def test_kserve_v1_answer_is_one_result_per_instance_in_the_contracts_shape():
+    fresh = decoded_item(position=0)
+    fresh.probabilities = ROW
+    bad = ImageItem(position=1, error=InvalidImage("The instance 1 is not valid base64."))
+    cached = ImageItem(position=2, image_bytes=b"x", cached=CachedResult(ROW, 10, 20, "WEBP"), probabilities=ROW)
+    parsed = ParsedRequest(images=(b"x", bad.error, b"x"), top_k=2, source="kserve", multi=True)
+    state = RequestState(index=0, request_id="v1-1", started=0.0, parsed=parsed, items=[fresh, bad, cached])
+    facts = wire_formats.ModelFacts("resnet50", "1.0", True, CATEGORIES)
+    body = json.loads(wire_formats.KSERVE_V1.answer(state, facts, time.perf_counter()).payload)
+    assert_matches_contract(body, "V1PredictResponse")
+    assert_matches_operation(body, "/v1/models/{model_name}:predict", "post", 200)
+    assert [(r["index"], r["status"]) for r in body["predictions"]] == [(0, 200), (1, 400), (2, 200)]
+    assert body["predictions"][0]["predictions"] == responses.predictions(ROW, 2, CATEGORIES)
+    assert body["predictions"][2]["cached"] is True and body["predictions"][1]["error"]["code"] == "invalid_image"
+
+
+def test_kserve_v1_request_error_is_the_contracts_error():
+    body = json.loads(wire_formats.KSERVE_V1.error_payload(TooManyImages("At most 16 images."), "rid-v1"))
+    assert body == {"error": "At most 16 images.", "code": "too_many_images", "request_id": "rid-v1"}
+    assert_matches_operation(body, "/v1/models/{model_name}:predict", "post", TooManyImages.status)
+
+
+def readiness_with(snapshot: Snapshot, tmp_path) -> Responder:
+    poller = ManagementPoller("resnet50", tmp_path, lambda: 0, lambda: "key")
+    poller.snapshot = snapshot
+    return Responder(poller)
+
+
+def worker_describe(status: str) -> dict:
+    return {"modelName": "resnet50", "modelVersion": "1.0", "workers": [{"id": "9000", "status": status, "pid": 1}]}
+
+
+# scripts/service/readiness.py answers GET /v1/models and GET /v1/models/NAME itself: every state it can be in.
+READINESS_STATES = {
+    "ready": dict(frontend_up=True, registered=True, default=worker_describe("READY")),
+    "starting": dict(frontend_up=False, error="starting"),
+    "frontend_unreachable": dict(frontend_up=False, error="frontend_unreachable: refused"),
+    "model_not_registered": dict(frontend_up=True),
+    "no_ready_worker": dict(frontend_up=True, registered=True, default=worker_describe("UNLOADING")),
+}
+
+
+@pytest.mark.parametrize("state", sorted(READINESS_STATES))
+@pytest.mark.parametrize("path, operation, status_when_ready", [
+    ("/v1/models", "/v1/models", 200),
+    ("/v1/models/resnet50", "/v1/models/{model_name}", 200),
+    ("/v1/models/other", "/v1/models/{model_name}", 404),
+])
+def test_kserve_v1_readiness_answers_are_the_contracts(tmp_path, state, path, operation, status_when_ready):
+    snapshot = Snapshot(taken=time.monotonic(), **READINESS_STATES[state])
+    answer = readiness_with(snapshot, tmp_path).answer(path, "rid-r")
+    # Only the model's readiness follows the snapshot: the list and an unknown name answer alike in every state.
+    follows_readiness = operation == "/v1/models/{model_name}" and status_when_ready == 200
+    assert answer.status == (503 if follows_readiness and state != "ready" else status_when_ready)
+    assert_matches_operation(answer.body, operation, "get", answer.status)
+    if answer.status == 503:
+        assert answer.body["reason"] == state and answer.headers["Retry-After"]
