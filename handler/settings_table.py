@@ -91,6 +91,7 @@ RULES: dict[str, Rule] = {
     "MAX_BATCH_DELAY_MS": _int(0, 10_000),
     "JOB_QUEUE_SIZE": _int(1, 100_000),
     "MAX_INFLIGHT": _int(1, 100_000),
+    "SHED_HOLD_MS": _int(0, 10_000),
     "RATE_LIMIT_RPS": _int(0, 100_000),
     "RATE_LIMIT_BURST": _int(0, 100_000),
     "API_KEYS": Rule(),
@@ -163,6 +164,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JOB_QUEUE_SIZE", "64", "TorchServe's queue of waiting requests; full = 503."),
     Setting("MAX_INFLIGHT", "32", "Predictions nginx lets in at once; more = 503 overloaded with Retry-After "
             "(keeps every wait well under REQUEST_TIMEOUT)."),
+    Setting("SHED_HOLD_MS", "1000", "Longest time a prediction shed by MAX_INFLIGHT is held before its 503, scaled "
+            "by how full TorchServe's queue is, so clients that retry at once are slowed to one try per hold and "
+            "leave the cores to the model (scripts/service/shedding.py); 0 = answer at once."),
     Setting("RATE_LIMIT_RPS", "0", "Per-client (IP) request rate limit on /predict and /info; 0 = off. "
             "Over it: 429 rate_limited."),
     Setting("RATE_LIMIT_BURST", "20", "Requests a client may send above RATE_LIMIT_RPS before 429."),

@@ -69,6 +69,8 @@ ensure_system_packages() {
   fi
   # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
   if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then needs+=(chromium); fi
+  # The benchmark's storm mode drives the service with Debian's compiled load generator.
+  if [ "$profile" = bench ] && ! command -v hey >/dev/null 2>&1; then needs+=(hey); fi
   [ ${#needs[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     say "missing: ${needs[*]} (and Python ${PYTHON_RANGE[0]}-${PYTHON_RANGE[1]} with venv, Java $JAVA_MIN+, nginx). Install them" \
@@ -87,6 +89,7 @@ ensure_system_packages() {
       python) missing+=(python3 python3-venv) ;;
       venv) missing+=(python3-venv) ;;
       chromium) missing+=(chromium) ;;
+      hey) missing+=(hey) ;;
     esac
   done
   say "installing ${missing[*]} with apt-get"

@@ -36,6 +36,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from scripts import REPO_ROOT
+from scripts.service.shedding import ShedTarpit
 
 POLL_INTERVAL_S = 0.5  # how stale readiness may be; the management API answers from memory
 # While not ready, poll faster: a restarted worker is back in service within 0.1 s of being
@@ -208,15 +209,18 @@ class Answer:
 class Responder:
     """Maps a GET path to an answer from the poller's snapshot."""
 
-    def __init__(self, poller: ManagementPoller) -> None:
+    def __init__(self, poller: ManagementPoller, tarpit: ShedTarpit | None = None) -> None:
         self.poller = poller
+        self.tarpit = tarpit
         # More Prometheus text for GET /metrics, from others in this process (the gRPC front's counters).
-        self.metric_sources: list[Callable[[], str]] = []
+        self.metric_sources: list[Callable[[], str]] = [tarpit.metrics] if tarpit else []
 
     def answer(self, path: str, request_id: str) -> Answer:
         path = unquote(urlsplit(path).path)
         if path == "/health":
             return self.health(request_id)
+        if path == "/_shed" and self.tarpit:  # nginx's, for a request MAX_INFLIGHT shed (scripts/service/shedding.py)
+            return self.shed()
         if path in ("/live", "/v2/health/live"):
             return self.live(path)
         if path == "/v2/health/ready":
@@ -253,6 +257,12 @@ class Responder:
             "workers_ready": len(ready_workers(default)),
             "request_id": request_id,
         }, {"Cache-Control": "no-store"})
+
+    def shed(self) -> Answer:
+        """Hold the shed request, then 503 (nginx writes the route's own overloaded answer)."""
+        default = self.poller.current().default or {}
+        held = self.tarpit.hold((default.get("jobQueueStatus") or {}).get("pendingRequests"))
+        return Answer(503, "", {"X-Shed-Held-Ms": str(round(held * 1000))})
 
     def v1_model_ready(self, name: str, request_id: str) -> Answer:
         """KServe v1's model readiness, as KServe's own model server answers it: 200 {"name", "ready":
@@ -383,17 +393,23 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class ReadinessServer:
-    """The poller plus a threaded HTTP server on 127.0.0.1 (port 0 = a free one)."""
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # nginx may hand over a storm's shed requests all at once
 
-    def __init__(self, model_name: str, model_store: Path, port: int = 0) -> None:
+
+class ReadinessServer:
+    """The poller plus a threaded HTTP server on 127.0.0.1 (port 0 = a free one); with a tarpit, it also
+    holds the requests nginx sheds (``/_shed``)."""
+
+    def __init__(self, model_name: str, model_store: Path, port: int = 0,
+                 tarpit: ShedTarpit | None = None) -> None:
         self._management_port: int | None = None
         self._key: str | None = None
         self.poller = ManagementPoller(model_name, model_store, lambda: self._management_port or 0,
                                        lambda: self._key)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.responder = Responder(self.poller)  # type: ignore[attr-defined]
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        self.httpd.responder = Responder(self.poller, tarpit)  # type: ignore[attr-defined]
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 

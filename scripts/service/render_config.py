@@ -33,6 +33,7 @@ NGINX_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # (".part", not ".template": render_all renders every *.template as a file of its own.)
 METRICS_ROUTES_PART = CONFIG_DIR / "nginx-metrics-routes.part"
 METRICS_SERVER_PART = CONFIG_DIR / "nginx-metrics-server.part"
+SHED_ROUTES_PART = CONFIG_DIR / "nginx-shed-routes.part"  # in every server with a limit_conn route
 
 
 
@@ -61,6 +62,9 @@ def template_values(settings: dict[str, str], keys: ApiKeys | None = None) -> di
     values["RATE_LIMIT_ZONE_RPS"] = str(max(rate, 1))
     allowed = [] if settings["METRICS_ALLOW"].strip().lower() == "none" else settings["METRICS_ALLOW"].split(",")
     values["METRICS_ALLOW_RULES"] = "".join(f"allow {entry.strip()}; " for entry in allowed) + "deny all;"
+    # The hold's own ceiling plus a margin: nginx must not give up on the readiness responder first.
+    values["SHED_PROXY_TIMEOUT_S"] = str(int(settings["SHED_HOLD_MS"]) // 1000 + 2)
+    values["SHED_ROUTES"] = render_text(SHED_ROUTES_PART.read_text(encoding="utf-8"), values)
     values["METRICS_ROUTES"], values["METRICS_SERVER"] = metrics_blocks(values)
     values["GRPC_SERVER"] = grpc_server_block(values, render_text)  # scripts/service/grpc_front/nginx.py; "" = no gRPC
     values["SERVED_ARCHIVE"], values["SERVED_VERSION"] = served_archive(settings)

@@ -32,6 +32,7 @@ from scripts.archive.archive_info import archive_is_stale, int8_refusal
 from scripts.service.ports import PortInUse, check_public_ports, resolve_ports, write_ports
 from scripts.service.model_store import REFUSE, REPACK, SERVE, plan_archive, store_is_writable
 from scripts.service.readiness import ReadinessServer
+from scripts.service.shedding import ShedTarpit
 from scripts.service.render_config import render_all, served_archive
 from scripts.service.settings import REPO_ROOT, SettingsError, handler_environment, load_settings
 from scripts.service.ts_tokens import key_file, wait_for_keys
@@ -285,7 +286,9 @@ class Supervisor:
         # GET /health, /live and the v2 metadata routes: answered from the management API, never
         # through TorchServe's job queue (scripts/service/readiness.py); its port goes into nginx's config.
         # Started first, so the free ports chosen for TorchServe avoid the one it holds.
-        self.readiness = ReadinessServer(self.settings["MODEL_NAME"], Path(self.settings["MODEL_STORE"])).start()
+        tarpit = ShedTarpit(int(self.settings["MAX_INFLIGHT"]), int(self.settings["SHED_HOLD_MS"]) / 1000)
+        self.readiness = ReadinessServer(self.settings["MODEL_NAME"], Path(self.settings["MODEL_STORE"]),
+                                         tarpit=tarpit).start()
         self.settings["READINESS_PORT"] = str(self.readiness.port)
         try:
             self.settings = resolve_ports(self.settings)

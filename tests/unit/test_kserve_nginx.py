@@ -73,7 +73,9 @@ def test_v1_readiness_is_open_and_the_model_list_is_guarded(nginx_conf):
 def test_v1_errors_are_kserves_shape(nginx_conf):
     for opener in ("= /v1/models", "~ ^/v1/models/[^/:]+$", V1_PREDICT):
         pages = re.findall(r"error_page [0-9 ]+ = (@\w+);", location(nginx_conf, opener))
-        assert pages and all(page.startswith("@v2_") or page == "@client_timeout" for page in pages), pages
+        # @shed answers in the route's own format: $error_format maps /v1/ to the protocols' shape (below).
+        assert pages and all(page.startswith("@v2_") or page in ("@client_timeout", "@shed") for page in pages), pages
+    assert '"~^/v[12]/"      v2;' in nginx_conf
     fallback = location(nginx_conf, "~ ^/v1(/|$)")
     assert '"code":"not_found"' in fallback and '"error":"No such route.' in fallback
 
