@@ -57,7 +57,7 @@ from handler.wire_formats import (
     wire_format_for,
 )
 
-REDUCED_PRECISION_TOLERANCE = {"bf16": 0.05, "fp16": 0.05, "int8": 0.15}
+REDUCED_PRECISION_TOLERANCE = {"bf16": 0.05, "fp16": 0.05}  # int8 is held to its own build-time logits
 INT8_OWN_LOGITS_TOLERANCE = 0.02
 
 

@@ -10,28 +10,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 PEER_VENV="${PEER_VENV:-$PWD/.venv-bench-kserve}"
-PEER_REQUIREMENTS=requirements/bench-kserve.txt
 
-ensure_peer_venv() {
-  local python="${PYTHON:-python3.11}" wanted
-  command -v "$python" >/dev/null 2>&1 || python=python3
-  wanted="$(sha256sum "$PEER_REQUIREMENTS" | cut -c1-16)"
-  if [ -f "$PEER_VENV/.requirements-stamp" ] && [ "$(cat "$PEER_VENV/.requirements-stamp")" = "$wanted" ] \
-     && "$PEER_VENV/bin/python" -c 'import kserve, torch, torchvision' >/dev/null 2>&1; then
-    return 0
-  fi
-  echo "benchmark: installing the KServe peer into $PEER_VENV (a few minutes the first time)" >&2
-  if ! "$PEER_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
-    if [ -e "$PEER_VENV" ] && [ ! -f "$PEER_VENV/pyvenv.cfg" ]; then
-      echo "benchmark: $PEER_VENV exists and is not a virtual environment: refusing to replace it" >&2
-      exit 1
-    fi
-    rm -rf "$PEER_VENV"
-    "$python" -m venv "$PEER_VENV"
-  fi
-  rm -f "$PEER_VENV/.requirements-stamp"   # written last: an interrupted install is simply redone
-  "$PEER_VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes -r requirements/locks/pip.txt -r requirements/locks/bench-kserve.txt
-  echo "$wanted" >"$PEER_VENV/.requirements-stamp"
+ensure_peer_venv() {  # scripts/side_venv.sh: made once from the lock, reinstalled after a re-lock
+  scripts/side_venv.sh "$PEER_VENV" requirements/locks/bench-kserve.txt 'import kserve, torch, torchvision' >/dev/null
 }
 
 wants_peer=0

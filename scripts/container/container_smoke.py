@@ -96,7 +96,6 @@ class Smoke:
             "python": python, "base": self.args.base,
             "base_cached": self.args.base_cached == "true",
             "base_description": config.get("Labels", {}).get("org.opencontainers.image.description"),
-            "torch_index_url": self.args.torch_index_url,
         })
 
     # ------------------------------------------------------------------ the run
@@ -278,7 +277,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="")
     parser.add_argument("--label", default="resnet50-container-smoke=1", help="key=value put on the container")
     parser.add_argument("--report", type=Path, default=Path("test-artifacts/container_smoke.json"))
-    parser.add_argument("--torch-index-url", default="")
     parser.add_argument("--base-seconds", type=float, default=None)
     parser.add_argument("--base-cached", default="")
     parser.add_argument("--build-seconds", type=float, default=None)

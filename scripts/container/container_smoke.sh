@@ -9,10 +9,6 @@
 # exit; the images are kept, so a rerun only rebuilds what changed.
 #
 #   SMOKE_TAG=resnet50-serve:smoke            the image built from ./Dockerfile
-#   SMOKE_TORCH_INDEX_URL=         the package index for torch/torchvision; empty (the default)
-#       means pip's default index, like the Dockerfile's own default. There, Linux wheels of
-#       torch are the CUDA build (+ nvidia-* wheels, several GB): the image is that much bigger
-#       than one built from a CPU-only index, and the report says which index was used.
 #   SMOKE_COLD=1       remove the smoke image, the stand-in base and podman's dangling build
 #                      layers first (a cold-cache run; prunes every dangling podman image)
 #
@@ -35,9 +31,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 started_epoch=$(date +%s.%N)
 
-BASE=localhost/python:3.11-slim-bookworm  
+BASE=localhost/python:3.11-slim-bookworm
 TAG=${SMOKE_TAG:-resnet50-serve:smoke}
-TORCH_INDEX_URL=${SMOKE_TORCH_INDEX_URL:-}
 REPORT=${SMOKE_REPORT:-test-artifacts/container_smoke.json}
 WORK=${SMOKE_WORK_DIR:-/tmp/resnet50-container-smoke}
 RUN_LABEL="resnet50-container-smoke=$$"
@@ -88,9 +83,9 @@ base_s=$((SECONDS - base_started))
 # the RUN steps only (not in any layer; an empty /etc/xdg/pip mountpoint stays behind).
 host_ca_bundle
 BUILD_LOG=${REPORT%.json}.build.log
-say "building $TAG from ./Dockerfile (torch index: ${TORCH_INDEX_URL:-the default of pip}); log: $BUILD_LOG"
+say "building $TAG from ./Dockerfile (packages from the hash-checked locks); log: $BUILD_LOG"
 build_started=$SECONDS
-if ! podman build --pull=never --format docker --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" \
+if ! podman build --pull=never --format docker \
     --volume "$WORK/pip:/etc/xdg/pip:ro" -t "$TAG" . >"$BUILD_LOG" 2>&1; then
   tail -40 "$BUILD_LOG" >&2
   say "build failed (full log: $BUILD_LOG)"
@@ -100,6 +95,6 @@ build_s=$((SECONDS - build_started))
 
 # --- run and check -------------------------------------------------------------------------
 python3 -m scripts.container.container_smoke --image "$TAG" --base "$BASE" --label "$RUN_LABEL" \
-  --report "$REPORT" --torch-index-url "$TORCH_INDEX_URL" \
+  --report "$REPORT" \
   --base-seconds "$base_s" --base-cached "$base_cached" --build-seconds "$build_s" \
   --started-epoch "$started_epoch"

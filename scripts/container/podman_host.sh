@@ -20,7 +20,8 @@ host_mirror() {
 
 # podman and what it needs here, apt-installed when missing (as root).
 ensure_podman() {
-  local packages=(podman buildah runc debootstrap slirp4netns uidmap fuse-overlayfs netavark aardvark-dns iptables)
+  # catatonit: the pause process of `podman kube play`'s pods.
+  local packages=(podman buildah runc debootstrap slirp4netns uidmap fuse-overlayfs netavark aardvark-dns iptables catatonit)
   local missing=() package
   for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
@@ -92,4 +93,6 @@ debian_rootfs() {
   # The host's own apt options about its mirror's Release files (e.g. a snapshot mirror's dates).
   grep -hsE '^Acquire::Check-(Valid-Until|Date)' /etc/apt/apt.conf.d/* >"$root/etc/apt/apt.conf.d/99host-mirror" || true
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+  # debootstrap leaves /proc and /sys mounted in the new root: not something to pack into an image.
+  awk -v dir="$root/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l
 }

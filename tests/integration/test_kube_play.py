@@ -49,6 +49,7 @@ def played() -> tuple[subprocess.CompletedProcess, dict]:
     report_path.unlink(missing_ok=True)
     result = subprocess.run([sys.executable, "-m", "scripts.container.kube_play", "--report", str(report_path)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False)
+    print(result.stdout[-6000:])  # the summary, for the CI log (-rA)
     assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result, json.loads(report_path.read_text())
 

@@ -175,15 +175,24 @@ def test_the_image_writes_its_sbom_from_a_throwaway_venv():
     assert "cyclonedx" not in (REPO_ROOT / "requirements" / "runtime.txt").read_text()
 
 
-@pytest.mark.parametrize("script, function, lock", [
-    ("scripts/bench/benchmark.sh", "ensure_peer_venv", "requirements/locks/bench-kserve.txt"),
-    ("scripts/client/kserve_venv.sh", None, "requirements/locks/kserve-client.txt"),
+def test_the_side_venvs_install_only_from_locks():
+    """scripts/side_venv.sh (the KServe client's and the benchmark peer's venvs) installs pip's lock and the
+    one it is given, with hashes; its stamp follows both, so a re-lock reinstalls."""
+    text = (REPO_ROOT / "scripts" / "side_venv.sh").read_text(encoding="utf-8")
+    assert "requirements/locks/*.txt) ;;" in text  # $LOCK is refused unless it is a lock
+    assert pip_installs(text) and unchecked_installs(text.replace('"$LOCK"', "requirements/locks/LOCK.txt")) == []
+    assert any('-r "$LOCK"' in command and "requirements/locks/pip.txt" in command for command in pip_installs(text))
+    assert 'cat requirements/locks/pip.txt "$LOCK" | sha256sum' in text
+
+
+@pytest.mark.parametrize("script, lock", [
+    ("scripts/bench/benchmark.sh", "requirements/locks/bench-kserve.txt"),
+    ("scripts/client/kserve_venv.sh", "requirements/locks/kserve-client.txt"),
 ])
-def test_the_other_venvs_install_from_their_locks(script, function, lock):
-    path = REPO_ROOT / script
-    text = function_body(path, function) if function else path.read_text(encoding="utf-8")
-    assert pip_installs(text) and unchecked_installs(text) == []
-    assert any(lock in command for command in pip_installs(text))
+def test_the_other_venvs_come_from_their_locks(script, lock):
+    text = (REPO_ROOT / script).read_text(encoding="utf-8")
+    assert f"scripts/side_venv.sh" in text and lock in text
+    assert pip_installs(text) == []  # no install of its own
 
 
 # ----------------------------------------------------------------------------- the audit and its decisions
