@@ -157,3 +157,27 @@ def test_copied_command_line_defaults_match_the_code():
     assert f"(bounded by {BACKOFF_CAP_S:g} s); without one, after {BACKOFF_BASE_S:g} s," in " ".join(api.split())
     own_model = (REPO_ROOT / "docs/own-model.md").read_text(encoding="utf-8")
     assert f"`--golden-tolerance` (default {DEFAULT_TOLERANCE:g};" in own_model
+
+
+# GRPC_PORT's default is quoted where a reader needs the number itself: the README's routes table, the
+# examples (a client needs a port) and the log line a second instance prints. Each quote is found by its
+# context, not by the number, so a changed default fails here until the docs follow; and a page holding
+# the default anywhere else fails too, so every copy is one this list knows about.
+GRPC_PORT_QUOTES = {
+    "README.md": [r"on port (\d+) by default"],
+    "docs/api.md": [r'grpcclient\.InferenceServerClient\("localhost:(\d+)"\)', r"kserve_grpc_check\.py --url localhost:(\d+)"],
+    "docs/deployment.md": [r"-p (\d+):\d+ --read-only", r"-p \d+:(\d+) --read-only", r"# (\d+): gRPC",
+                           r"(\d+) \(gRPC, `GRPC_PORT`\)", r"port (\d+) to the container port `grpc`"],
+    "docs/operations.md": [r"`GRPC_PORT (\d+) is in use \(another instance\?\)"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRPC_PORT_QUOTES))
+def test_grpc_port_default_quoted_where_a_number_is_needed(name):
+    default = next(s for s in SETTINGS if s.name == "GRPC_PORT").default
+    text = (REPO_ROOT / name).read_text(encoding="utf-8")
+    quoted = [value for pattern in GRPC_PORT_QUOTES[name] for value in re.findall(pattern, text)]
+    assert len(quoted) >= len(GRPC_PORT_QUOTES[name]), f"{name}: a quote of GRPC_PORT's default is gone"
+    assert set(quoted) == {default}, f"{name} quotes GRPC_PORT as {sorted(set(quoted))}; its default is {default}"
+    elsewhere = len(re.findall(rf"(?<![\d.]){default}(?![\d.])", text)) - len(quoted)
+    assert elsewhere == 0, f"{name} holds GRPC_PORT's default {default} {elsewhere} more time(s): name the setting"
