@@ -31,6 +31,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -189,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
     name, body, _ = image_mix()[0]  # one 640x480 JPEG, as the benchmark's
     args.out.mkdir(parents=True, exist_ok=True)
-    body_file = args.out / f"{name}.jpg"
+    scratch = Path(tempfile.mkdtemp(prefix="storm-"))
+    body_file = scratch / f"{name}.jpg"  # hey reads the body from a file
     body_file.write_bytes(body)
     report = {"machine": cpu_description(), "image": name, "seconds": args.seconds, "connections": args.connections,
               "clean_concurrency": args.clean_concurrency, "instances": {},
@@ -213,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if instance:
                 instance.stop()
+    shutil.rmtree(scratch, ignore_errors=True)
     (args.out / "storm.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({label: entry["verdict"] for label, entry in report["instances"].items()}, indent=1))
     print(f"wrote {args.out / 'storm.json'}")
