@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from scripts import REPO_ROOT
 from scripts.archive import build_mar
 
 

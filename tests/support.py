@@ -1,15 +1,21 @@
-"""What many tests need: free loopback ports, waiting until something is true, and test
-images generated in memory (every format and mode the service must accept)."""
+"""What many tests need: free loopback ports, waiting until something is true, test
+images generated in memory (every format and mode the service must accept), and the opt-in
+container checks' reports."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
 import time
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from scripts import REPO_ROOT
 from scripts.service.ports import free_loopback_ports as free_ports  # noqa: F401 - the tests' name for it
 
 T = TypeVar("T")
@@ -78,3 +84,24 @@ def animated_gif(width: int = 40, height: int = 30, frames: int = 3) -> bytes:
 def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
     """A tiny file declaring a huge pixel count (a decompression bomb)."""
     return encode(Image.new("1", (width, height)), "PNG", optimize=True)
+
+
+# ------------------------------------------------------------- the opt-in container checks' reports
+def run_report_script(command: list[str], report_path: Path, timeout: float,
+                      env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a host-side check (scripts/container/*) that writes a JSON report of named checks; print its
+    summary (for CI's log, with -rA) and return (the run, the report)."""
+    report_path.unlink(missing_ok=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True,
+                            text=True, timeout=timeout, check=False)
+    print(result.stdout[-6000:])
+    assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result, json.loads(report_path.read_text())
+
+
+def assert_every_check_passed(result: subprocess.CompletedProcess, report: dict, expected: set[str]) -> None:
+    """Every check of the report passed, the expected ones are among them, and the script said so."""
+    failed = {name: check for name, check in report["checks"].items() if not check["ok"]}
+    assert not failed, json.dumps(failed, indent=2) + "\n" + result.stdout[-3000:]
+    assert expected <= set(report["checks"]), sorted(expected - set(report["checks"]))
+    assert report["result"] == "pass" and result.returncode == 0, result.stderr[-3000:]

@@ -274,7 +274,8 @@ class Supervisor:
             command.append("--refresh-handler")
         result = subprocess.run(command, cwd=REPO_ROOT)
         if result.returncode != 0:
-            raise ArchiveBuildFailed(f"building {archive} failed (exit {result.returncode}): "
+            raise ArchiveBuildFailed(f"building {store / (self.settings['MODEL_NAME'] + '.mar')} failed "
+                                     f"(exit {result.returncode}): "
                                      "the build's own message is just above")
         return config_dir
 

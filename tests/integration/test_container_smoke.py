@@ -12,7 +12,6 @@ directly and read test-artifacts/container_smoke.json.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.service import REPO_ROOT
+from tests.support import assert_every_check_passed, run_report_script
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,22 +41,13 @@ CHECKS = {
 def smoke() -> tuple[subprocess.CompletedProcess, dict]:
     # Kept after the run (test-artifacts/ is gitignored): docs/performance.md quotes the last result.
     report_path = Path(os.environ.get("SMOKE_REPORT", REPO_ROOT / "test-artifacts" / "container_smoke.json"))
-    report_path.unlink(missing_ok=True)
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "container" / "container_smoke.sh")], cwd=REPO_ROOT,
-                            env={**os.environ, "SMOKE_REPORT": str(report_path)},
-                            capture_output=True, text=True, timeout=3000, check=False)
-    print(result.stdout[-6000:])  # the summary, for the CI log (-rA)
-    assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result, json.loads(report_path.read_text())
+    return run_report_script([str(REPO_ROOT / "scripts" / "container" / "container_smoke.sh")], report_path,
+                             timeout=3000, env={"SMOKE_REPORT": str(report_path)})
 
 
 @pytest.mark.timeout(3300)
 def test_every_check_passes(smoke):
-    result, report = smoke
-    failed = {name: check for name, check in report["checks"].items() if not check["ok"]}
-    assert not failed, json.dumps(failed, indent=2) + "\n" + result.stdout[-3000:]
-    assert CHECKS <= set(report["checks"]), sorted(CHECKS - set(report["checks"]))
-    assert report["result"] == "pass" and result.returncode == 0, result.stderr[-3000:]
+    assert_every_check_passed(*smoke, CHECKS)
 
 
 def test_runs_non_root_and_stops_cleanly(smoke):

@@ -11,7 +11,6 @@ FIRST_RUN_SUITE=1 also runs scripts/test.sh inside the container (the whole suit
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.service import REPO_ROOT
+from tests.support import assert_every_check_passed, run_report_script
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,22 +39,13 @@ CHECKS = {
 @pytest.fixture(scope="module")
 def first_run() -> tuple[subprocess.CompletedProcess, dict]:
     report_path = Path(os.environ.get("FIRST_RUN_REPORT", REPO_ROOT / "test-artifacts" / "debian13_first_run.json"))
-    report_path.unlink(missing_ok=True)
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "container" / "debian_first_run.sh")], cwd=REPO_ROOT,
-                            env={**os.environ, "FIRST_RUN_REPORT": str(report_path)},
-                            capture_output=True, text=True, timeout=5400, check=False)
-    print(result.stdout[-6000:])  # the summary, for the CI log (-rA)
-    assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result, json.loads(report_path.read_text())
+    return run_report_script([str(REPO_ROOT / "scripts" / "container" / "debian_first_run.sh")], report_path,
+                             timeout=5400, env={"FIRST_RUN_REPORT": str(report_path)})
 
 
 @pytest.mark.timeout(5600)
 def test_every_check_passes_on_debian_13(first_run):
-    result, report = first_run
-    failed = {name: check for name, check in report["checks"].items() if not check["ok"]}
-    assert not failed, json.dumps(failed, indent=2) + "\n" + result.stderr[-3000:]
-    assert CHECKS <= set(report["checks"]), sorted(CHECKS - set(report["checks"]))
-    assert report["result"] == "pass" and result.returncode == 0
+    assert_every_check_passed(*first_run, CHECKS)
 
 
 def test_python_and_java_are_debian_13s(first_run):

@@ -11,7 +11,6 @@ tests/integration/test_kube_play.py plus KServe's routes, the read-only /mnt/mod
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.service import REPO_ROOT
+from tests.support import assert_every_check_passed, run_report_script
 
 pytestmark = [
     pytest.mark.integration,
@@ -47,21 +47,12 @@ CHECKS = {
 def played() -> tuple[subprocess.CompletedProcess, dict]:
     # Kept after the run (test-artifacts/ is gitignored): deploy/kserve/README.md quotes the last result.
     report_path = Path(os.environ.get("KSERVE_PLAY_REPORT", REPO_ROOT / "test-artifacts" / "kserve_play.json"))
-    report_path.unlink(missing_ok=True)
-    result = subprocess.run([sys.executable, "-m", "scripts.container.kserve_play", "--report", str(report_path)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500, check=False)
-    print(result.stdout[-6000:])  # the summary, for the CI log (-rA)
-    assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result, json.loads(report_path.read_text())
+    return run_report_script([sys.executable, "-m", "scripts.container.kserve_play", "--report", str(report_path)], report_path, timeout=1500)
 
 
 @pytest.mark.timeout(1600)
 def test_every_check_passes(played):
-    result, report = played
-    failed = {name: check for name, check in report["checks"].items() if not check["ok"]}
-    assert not failed, json.dumps(failed, indent=2) + "\n" + result.stdout[-3000:]
-    assert CHECKS <= set(report["checks"]), sorted(CHECKS - set(report["checks"]))
-    assert report["result"] == "pass" and result.returncode == 0, result.stderr[-3000:]
+    assert_every_check_passed(*played, CHECKS)
 
 
 def test_the_pod_is_kserves(played):

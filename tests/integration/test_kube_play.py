@@ -12,7 +12,6 @@ others are findings.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.service import REPO_ROOT
+from tests.support import assert_every_check_passed, run_report_script
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,21 +46,12 @@ CHECKS = {
 def played() -> tuple[subprocess.CompletedProcess, dict]:
     # Kept after the run (test-artifacts/ is gitignored): docs/performance.md quotes the last result.
     report_path = Path(os.environ.get("KUBE_PLAY_REPORT", REPO_ROOT / "test-artifacts" / "kube_play.json"))
-    report_path.unlink(missing_ok=True)
-    result = subprocess.run([sys.executable, "-m", "scripts.container.kube_play", "--report", str(report_path)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False)
-    print(result.stdout[-6000:])  # the summary, for the CI log (-rA)
-    assert report_path.exists(), f"no report; the script said:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result, json.loads(report_path.read_text())
+    return run_report_script([sys.executable, "-m", "scripts.container.kube_play", "--report", str(report_path)], report_path, timeout=900)
 
 
 @pytest.mark.timeout(1000)
 def test_every_check_passes(played):
-    result, report = played
-    failed = {name: check for name, check in report["checks"].items() if not check["ok"]}
-    assert not failed, json.dumps(failed, indent=2) + "\n" + result.stdout[-3000:]
-    assert CHECKS <= set(report["checks"]), sorted(CHECKS - set(report["checks"]))
-    assert report["result"] == "pass" and result.returncode == 0, result.stderr[-3000:]
+    assert_every_check_passed(*played, CHECKS)
 
 
 def test_the_manifests_security_context_applied(played):

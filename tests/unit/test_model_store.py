@@ -100,3 +100,23 @@ def test_store_is_not_writable_on_a_read_only_mount_even_for_root(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["False False", "Read-only file system"]
     assert list(source.iterdir()) == []
+
+
+def test_a_failed_build_is_one_line_naming_the_archive(tmp_path, monkeypatch):
+    """The supervisor's prepare(): build_mar refuses (here: weights that do not exist) and the start fails
+    with ArchiveBuildFailed naming the archive, after build_mar's own line; no traceback of its own.
+    (build_mar reads the same settings as the supervisor: the environment and .env.)"""
+    from scripts.service.settings import load_settings
+    from scripts.service.supervisor import ArchiveBuildFailed, LogRelay, Supervisor
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for name, value in (("RUN_DIR", tmp_path / "run"), ("MODEL_STORE", store), ("ENV_FILE", tmp_path / "none.env"),
+                        ("MODEL_WEIGHTS", tmp_path / "no such weights.pt")):
+        monkeypatch.setenv(name, str(value))
+    settings = load_settings()
+    with pytest.raises(ArchiveBuildFailed) as raised:
+        Supervisor(settings, LogRelay("json")).prepare()
+    message = str(raised.value)
+    assert message.startswith(f"building {store / 'resnet50.mar'} failed (exit 1)") and "\n" not in message
+    assert not list(store.iterdir())  # nothing half-built left in the store

@@ -191,7 +191,7 @@ def test_the_side_venvs_install_only_from_locks():
 ])
 def test_the_other_venvs_come_from_their_locks(script, lock):
     text = (REPO_ROOT / script).read_text(encoding="utf-8")
-    assert f"scripts/side_venv.sh" in text and lock in text
+    assert "scripts/side_venv.sh" in text and lock in text
     assert pip_installs(text) == []  # no install of its own
 
 
