@@ -64,9 +64,11 @@ from handler.decoding import DecodeLimits
 from handler.model_meta import parse_model_meta
 from handler.pipeline import ClassificationPipeline
 from handler.runtime_env import available_cpus, configure_torch_threads
-from scripts.bench.loadgen import (ARRIVALS, LATENCY_NOTE, cpu_seconds, latency_summary, parse_fractions,
-                             parse_rates, pool_open_rounds, pool_service_cpu, run_open_level, write_csv,
-                             write_json)
+from scripts.bench.loadgen import (ARRIVALS, LATENCY_NOTE, cpu_seconds, csv_rows, latency_summary, parse_fractions,
+                                   parse_rates, pool_open_rounds, pool_service_cpu, run_open_level, write_csv,
+                                   write_json)
+from scripts.bench.machine import cpu_description
+from scripts.bench.plot import draw
 from scripts.bench.process_tree import import_rss_mb, supervisor_pid, tree_cpu_seconds, tree_memory
 from scripts.service.ports import free_loopback_port as free_port
 from scripts.service.settings import REPO_ROOT, load_settings
@@ -467,15 +469,8 @@ def memory_of(pid: int | None) -> dict:
 
 # ------------------------------------------------------------------------- reporting
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": available_cpus(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+    return {**cpu_description(), "cores": available_cpus(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(), "torch": torch.__version__}
 
 
@@ -566,7 +561,9 @@ def _open_loop_lines(report: dict) -> list[str]:
 
 def markdown(report: dict) -> str:
     lines = [f"# Benchmark ({report['label']})", "",
-             f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
+             f"Machine: {report['machine']['cpu']} (CPU family {report['machine'].get('cpu_family')}, model "
+             f"{report['machine'].get('model')}; {', '.join(report['machine'].get('vector_flags', []))}), "
+             f"{report['machine']['cores']} cores, "
              f"{report['machine']['memory_gb']} GB; torch {report['machine']['torch']}.", "",
              f"Settings: {json.dumps(report['settings'])}", ""]
     if report.get("cold_start_s") is not None:
@@ -635,41 +632,9 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    levels = report["levels"]
-    if not levels:  # open loop only: the tables and the CSV hold it
-        return False
-    x = [level["concurrency"] for level in levels]
-    fig, left = plt.subplots(figsize=(7, 4))
-    left.plot(x, [level["req_per_s"] for level in levels], "o-", color="tab:blue", label="this service (default) req/s")
-    for variant, colour in zip(report.get("variants", []), ["tab:green", "tab:orange", "tab:purple", "tab:brown",
-                                                            "tab:olive", "tab:cyan"]):
-        left.plot(x, [level["req_per_s"] for level in variant["levels"]], "o-.", color=colour,
-                  label=f"{variant['label']} req/s")
-    if report.get("stock_levels"):
-        left.plot(x, [level["req_per_s"] for level in report["stock_levels"]], "o:", color="tab:gray",
-                  label="stock handler req/s")
-    if report.get("peer_levels"):
-        left.plot(x, [level["req_per_s"] for level in report["peer_levels"]], "x:", color="black",
-                  label="KServe peer req/s")
-    if report.get("stock_levels") or report.get("variants") or report.get("peer_levels"):
-        left.legend(loc="center left", fontsize="small")
-    left.set_xscale("log", base=2)
-    left.set_xlabel("concurrent clients")
-    left.set_ylabel("req/s", color="tab:blue")
-    right = left.twinx()
-    right.plot(x, [level["p99_ms"] for level in levels], "s--", color="tab:red", label="p99 ms")
-    right.set_ylabel("p99 latency (ms)", color="tab:red")
-    left.set_title(f"Served through nginx: {report['label']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return True
+    """Throughput against p99 (closed loop) and p99 against offered load (open loop): scripts/bench/plot.py,
+    from the same rows as the CSV, so a CSV alone can be drawn again."""
+    return draw(csv_rows(report), path, f"Served through nginx: {report['label']}")
 
 
 def parse_concurrency(text: str) -> list[int]:

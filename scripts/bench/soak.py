@@ -5,7 +5,8 @@
     python -m scripts.bench.soak --url http://127.0.0.1:5000 --run-dir .run/5000
     ... --minutes 30 --load 0.7 --capacity 8.5 --out docs/benchmarks/soak
 
-1. Capacity: closed loop at --capacity-concurrency clients (unless --capacity gives it), measured first.
+1. Capacity: closed loop at --capacity-concurrency clients over the same mix of images (unless --capacity
+   gives it), measured first.
 2. Open loop at --load x capacity for --minutes: Poisson arrivals, each request one image drawn (seeded)
    from a mix of sizes and formats; latency from each request's intended send time (no coordinated
    omission, as scripts/bench/loadgen.py).
@@ -35,6 +36,7 @@ from pathlib import Path
 import requests
 
 from scripts.bench.loadgen import arrival_offsets, percentile
+from scripts.bench.machine import cpu_description
 from scripts.bench.process_tree import snapshot, split_rss, supervisor_pid
 
 RSS_GROWTH_LIMIT = 0.05
@@ -160,6 +162,36 @@ def run_soak(url: str, pid: int | None, rate: float, seconds: float, images: lis
     return sorted(outcomes, key=lambda o: o.t), samples
 
 
+def mixed_capacity(url: str, images: list[tuple[str, bytes, str]], concurrency: int, seconds: float,
+                   seed: int = 1) -> float:
+    """Closed loop over the same mix of images the soak sends: 200s per second at ``concurrency``."""
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    ok = [0]
+
+    def client(index: int) -> None:
+        session = requests.Session()
+        choice = random.Random(seed + index)
+        while time.monotonic() < deadline:
+            _, body, content_type = images[choice.randrange(len(images))]
+            try:
+                status = session.post(url + "/predict", data=body, headers={"Content-Type": content_type},
+                                      timeout=60).status_code
+            except requests.RequestException:
+                continue
+            if status == 200:
+                with lock:
+                    ok[0] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 90)
+    return ok[0] / (time.monotonic() - started)
+
+
 # ---------------------------------------------------------------------------- the verdict
 def fifth_bounds(seconds: float, index: int) -> tuple[float, float]:
     return seconds * index / FIFTHS, seconds * (index + 1) / FIFTHS
@@ -275,24 +307,6 @@ def plot(path: Path, report: dict, samples: list[Sample], windows: list[dict]) -
     return True
 
 
-def cpu_description() -> dict:
-    """Model name and CPU family (lscpu's words), and the cores this process may use."""
-    info = {"cpu": "unknown", "cpu_family": None}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and info["cpu"] == "unknown":
-                info["cpu"] = value.strip()
-            elif key.strip() == "cpu family" and info["cpu_family"] is None:
-                info["cpu_family"] = int(value)
-    except (OSError, ValueError):
-        pass
-    import os
-
-    info["cores"] = len(os.sched_getaffinity(0))
-    return info
-
-
 # ---------------------------------------------------------------------------- command line
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.load <= 1 or args.minutes <= 0:
         parser.error("--load must be in (0, 1] and --minutes positive")
 
-    from scripts.bench.benchmark import PrivateInstance, run_level
+    from scripts.bench.benchmark import PrivateInstance
 
     instance = None
     if args.start:
@@ -330,10 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             requests.post(url + "/predict", data=body, headers={"Content-Type": content_type}, timeout=120)
         capacity = args.capacity
         if capacity is None:
-            level = run_level(url + "/predict", images[0][1], args.capacity_concurrency, max_requests=10**6,
-                              max_seconds=args.capacity_seconds)
-            capacity = level["req_per_s"]
-            print(f"capacity: {capacity:.2f} req/s at c={args.capacity_concurrency} ({images[0][0]})")
+            capacity = mixed_capacity(url, images, args.capacity_concurrency, args.capacity_seconds)
+            print(f"capacity: {capacity:.2f} req/s at c={args.capacity_concurrency} (the same mix of images)")
         rate = args.load * capacity
         seconds = args.minutes * 60
         print(f"soak: {rate:.2f} req/s ({args.load:.0%} of {capacity:.2f}) for {args.minutes:g} min")

@@ -40,7 +40,8 @@ from pathlib import Path
 import requests
 
 from scripts.bench.process_tree import tree_cpu_seconds
-from scripts.bench.soak import cpu_description, image_mix
+from scripts.bench.machine import cpu_description
+from scripts.bench.soak import image_mix
 
 HOT_GOAL, POLITE_GOAL = 0.8, 0.95
 ALLOWED = {200, 429, 503}

@@ -15,7 +15,8 @@ within the startup budget, /health, /live, /info, /predict, v2 readiness, /metri
 the securityContext from inside, env, limits, liveness healthcheck, graceful stop, nothing left), and:
 KServe v1 (/v1/models/resnet50 and :predict); the model store read-only inside the container; KServe's
 own Python client (InferenceRESTClient, v1 and v2, from its venv: scripts/client/kserve_venv.sh) and
-tritonclient (HTTP). JSON report (default test-artifacts/kserve_play.json, or KSERVE_PLAY_REPORT).
+tritonclient (HTTP); grpc-v2 on the published GRPC_PORT with tritonclient.grpc and KServe's
+InferenceGRPCClient. JSON report (default test-artifacts/kserve_play.json, or KSERVE_PLAY_REPORT).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from handler.settings_table import BY_NAME
 from scripts import REPO_ROOT
 from scripts.client.kserve_venv import KServeClientUnavailable, run_in_kserve_venv
 from scripts.container import kube_play
@@ -37,11 +39,13 @@ from scripts.container.kserve_pod import (
     INFERENCE_SERVICE,
     MODEL_MOUNT,
     RUNTIME,
+    env_value,
     for_kube_play,
     kserve_pod,
     played_ports,
 )
 from scripts.container.kube_play import KubePlay, make_jpeg, summary, write_containers_conf
+from scripts.container.kube_pod import LOOPBACK
 from scripts.container.podman_calls import free_port, http, podman, write_report
 
 DEFAULT_REPORT = REPO_ROOT / "test-artifacts" / "kserve_play.json"
@@ -113,6 +117,22 @@ class KServePlay(KubePlay):
                    checks=answer.get("checks"), error=answer.get("error"))
         self.report["tritonclient"] = triton = tritonclient_answer(self.base_url, image)
         self.check("tritonclient_http", triton.get("ok") is True, **{k: v for k, v in triton.items() if k != "ok"})
+        self.check_grpc(path, image)
+
+    def check_grpc(self, path: Path, image: bytes) -> None:
+        """grpc-v2: the Open Inference Protocol over gRPC on GRPC_PORT, published like the HTTP port, with
+        tritonclient.grpc and KServe's own gRPC client."""
+        grpc_port = int(env_value(self.container, "GRPC_PORT") or BY_NAME["GRPC_PORT"].default)
+        target = f"{LOOPBACK}:{self.host_ports[grpc_port]}"
+        self.report["tritonclient_grpc"] = triton = tritonclient_grpc_answer(target, image)
+        self.check("tritonclient_grpc", triton.get("ok") is True, **{k: v for k, v in triton.items() if k != "ok"})
+        try:
+            code, answer = run_in_kserve_venv("scripts/client/kserve_grpc_check.py", "--url", target,
+                                              "--image", str(path), "--top", "3")
+        except KServeClientUnavailable as error:
+            code, answer = 1, {"error": str(error)}
+        self.report["kserve_grpc_client"] = answer
+        self.check("kserve_grpc_client", code == 0 and answer.get("ok") is True, error=answer.get("error"))
 
     def check_inside(self, inspect: dict) -> None:
         super().check_inside(inspect)
@@ -144,6 +164,28 @@ def tritonclient_answer(base_url: str, image: bytes) -> dict:
         tensor.set_data_from_numpy(np.array([image], dtype=np.object_), binary_data=True)
         output = httpclient.InferRequestedOutput("probabilities", class_count=3)
         result = client.infer(MODEL, [tensor], outputs=[output])
+        top = [v.decode() for v in result.as_numpy("probabilities")[0]]
+        answer = {"server_live": client.is_server_live(), "server_ready": client.is_server_ready(),
+                  "model_ready": client.is_model_ready(MODEL), "classification": top}
+    except Exception as error:  # noqa: BLE001 - reported as the check's failure
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    answer["ok"] = all(answer[k] for k in ("server_live", "server_ready", "model_ready")) and len(top) == 3
+    return answer
+
+
+def tritonclient_grpc_answer(target: str, image: bytes) -> dict:
+    """tritonclient.grpc's health calls and one inference with the classification extension."""
+    try:
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+    except ImportError as error:
+        return {"ok": False, "error": f"tritonclient[grpc] is not installed here: {error}"}
+    try:
+        client = grpcclient.InferenceServerClient(target)
+        tensor = grpcclient.InferInput("image", [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([image], dtype=np.object_))
+        result = client.infer(MODEL, [tensor], outputs=[grpcclient.InferRequestedOutput("probabilities",
+                                                                                         class_count=3)])
         top = [v.decode() for v in result.as_numpy("probabilities")[0]]
         answer = {"server_live": client.is_server_live(), "server_ready": client.is_server_ready(),
                   "model_ready": client.is_model_ready(MODEL), "classification": top}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from handler.settings_table import BY_NAME
 from tests.integration.service import REPO_ROOT
 from tests.support import assert_every_check_passed, run_report_script
 
@@ -36,6 +37,7 @@ CHECKS = {
     "ready_within_startup_budget", "health_200", "live_200", "info_200", "predict_jpeg_200",
     "v2_health_ready_200", "v2_model_ready_200", "metrics_on_metrics_port_only",
     "v1_model_ready_200", "v1_predict_200", "kserve_rest_client_v1_v2", "tritonclient_http",
+    "tritonclient_grpc", "kserve_grpc_client",
     "processes_run_as_run_as_user", "run_as_non_root", "read_only_root_filesystem", "capabilities_all_dropped",
     "no_new_privileges", "seccomp_runtime_default", "env_as_manifest", "resource_limits_as_manifest",
     "ports_on_loopback_only", "model_store_read_only", "liveness_healthcheck_passes",
@@ -60,7 +62,8 @@ def test_the_pod_is_kserves(played):
     kserve_pod = report["kserve_pod"]
     (container,) = kserve_pod["spec"]["containers"]
     assert container["name"] == "kserve-container"
-    assert [p["containerPort"] for p in container["ports"]] == [8080]
+    # HTTP on KServe's port, and GRPC_PORT (grpc-v2), which the RawDeployment InferenceService declares.
+    assert [p["containerPort"] for p in container["ports"]] == [8080, int(BY_NAME["GRPC_PORT"].default)]
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/mnt/models")
     assert mount["readOnly"] is True
     played_pod = report["pod_yaml"]
