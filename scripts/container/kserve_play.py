@@ -124,7 +124,7 @@ class KServePlay(KubePlay):
         tritonclient.grpc and KServe's own gRPC client."""
         grpc_port = int(env_value(self.container, "GRPC_PORT") or BY_NAME["GRPC_PORT"].default)
         target = f"{LOOPBACK}:{self.host_ports[grpc_port]}"
-        self.report["tritonclient_grpc"] = triton = tritonclient_grpc_answer(target, image)
+        self.report["tritonclient_grpc"] = triton = tritonclient_answer(target, image, protocol="grpc")
         self.check("tritonclient_grpc", triton.get("ok") is True, **{k: v for k, v in triton.items() if k != "ok"})
         try:
             code, answer = run_in_kserve_venv("scripts/client/kserve_grpc_check.py", "--url", target,
@@ -151,41 +151,22 @@ class KServePlay(KubePlay):
         super().cleanup()
 
 
-def tritonclient_answer(base_url: str, image: bytes) -> dict:
-    """tritonclient.http's health calls and one inference (it lives in the service's test venv)."""
-    try:
-        import numpy as np
-        import tritonclient.http as httpclient
-    except ImportError as error:
-        return {"ok": False, "error": f"tritonclient is not installed here: {error}"}
-    try:
-        client = httpclient.InferenceServerClient(base_url.removeprefix("http://"))
-        tensor = httpclient.InferInput("image", [1], "BYTES")
-        tensor.set_data_from_numpy(np.array([image], dtype=np.object_), binary_data=True)
-        output = httpclient.InferRequestedOutput("probabilities", class_count=3)
-        result = client.infer(MODEL, [tensor], outputs=[output])
-        top = [v.decode() for v in result.as_numpy("probabilities")[0]]
-        answer = {"server_live": client.is_server_live(), "server_ready": client.is_server_ready(),
-                  "model_ready": client.is_model_ready(MODEL), "classification": top}
-    except Exception as error:  # noqa: BLE001 - reported as the check's failure
-        return {"ok": False, "error": f"{type(error).__name__}: {error}"}
-    answer["ok"] = all(answer[k] for k in ("server_live", "server_ready", "model_ready")) and len(top) == 3
-    return answer
-
-
-def tritonclient_grpc_answer(target: str, image: bytes) -> dict:
-    """tritonclient.grpc's health calls and one inference with the classification extension."""
+def tritonclient_answer(target: str, image: bytes, protocol: str = "http") -> dict:
+    """tritonclient's health calls and one inference with the classification extension, over HTTP
+    (``target`` a base URL) or gRPC (``target`` HOST:PORT); tritonclient lives in the service's test venv."""
     try:
         import numpy as np
         import tritonclient.grpc as grpcclient
+        import tritonclient.http as httpclient
     except ImportError as error:
-        return {"ok": False, "error": f"tritonclient[grpc] is not installed here: {error}"}
+        return {"ok": False, "error": f"tritonclient[http,grpc] is not installed here: {error}"}
+    client_module = httpclient if protocol == "http" else grpcclient
     try:
-        client = grpcclient.InferenceServerClient(target)
-        tensor = grpcclient.InferInput("image", [1], "BYTES")
+        client = client_module.InferenceServerClient(target.removeprefix("http://"))
+        tensor = client_module.InferInput("image", [1], "BYTES")
         tensor.set_data_from_numpy(np.array([image], dtype=np.object_))
-        result = client.infer(MODEL, [tensor], outputs=[grpcclient.InferRequestedOutput("probabilities",
-                                                                                         class_count=3)])
+        output = client_module.InferRequestedOutput("probabilities", class_count=3)
+        result = client.infer(MODEL, [tensor], outputs=[output])
         top = [v.decode() for v in result.as_numpy("probabilities")[0]]
         answer = {"server_live": client.is_server_live(), "server_ready": client.is_server_ready(),
                   "model_ready": client.is_model_ready(MODEL), "classification": top}
