@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from scripts.archive.demo_model import CLASSES, PREPROCESSING_ARGS, classify, dataset, eager_from_checkpoint
-from tests.integration.service import REPO_ROOT, start_foreground, start_service, variant_archive
+from tests.integration.service import DEFAULT_TOP_K, REPO_ROOT, start_foreground, start_service, variant_archive
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,8 @@ def test_served_top1_equals_in_process_eager_top1_and_classifies(custom, demo_mo
     eager = classify(eager_from_checkpoint(demo_model.checkpoint), [image for image, _ in heldout])
     served = []
     for image, _ in heldout:
-        response = requests.post(custom.url("/predict"), files={"file": ("x.png", png(image), "image/png")}, timeout=60)
+        response = requests.post(custom.url("/predict"), files={"file": ("x.png", png(image), "image/png")},
+                                 data={"top_k": str(len(CLASSES))}, timeout=60)
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["predictions"]) == 4 and {p["label"] for p in body["predictions"]} == set(CLASSES)
@@ -98,7 +99,10 @@ def test_browser_page_shows_the_custom_labels(custom, tmp_path):
             page.wait_for_selector("#model-info:has-text('4 classes')")
             assert page.inner_text("#model-info") == ("Model: 4 classes: red_circle, green_square, blue_triangle, "
                                                       "yellow_star (labels: file:index_to_name.json)")
-            assert page.get_attribute("#top-k", "max") == "4" and page.input_value("#top-k") == "4"
+            # The field starts at the server's default, never above the class count; then every class is asked.
+            assert page.get_attribute("#top-k", "max") == "4"
+            assert page.input_value("#top-k") == str(min(DEFAULT_TOP_K, len(CLASSES)))
+            page.fill("#top-k", "4")
             page.set_input_files("#file", str(path))
             page.click("#submit")
             page.wait_for_selector("#predictions li:nth-child(4)")
