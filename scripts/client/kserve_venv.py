@@ -45,9 +45,22 @@ def run_in_kserve_venv(script: str | Path, *args: str, timeout: float = 300) -> 
     """(exit code, the JSON object the script printed last) of a client script run in the venv."""
     result = subprocess.run([str(kserve_client_python()), str(REPO_ROOT / script), *args], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=timeout)
-    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("{")]
-    try:
-        return result.returncode, json.loads(lines[-1])
-    except (IndexError, ValueError):
+    answer = last_json_object(result.stdout)
+    if answer is None:
         return result.returncode, {"error": "no JSON on stdout", "stdout": result.stdout[-2000:],
                                    "stderr": result.stderr[-2000:]}
+    return result.returncode, answer
+
+
+def last_json_object(stdout: str) -> dict | None:
+    """The last JSON object a script printed, on one line or indented over many (a line that starts with
+    "{" at column 0 opens one); None when there is none."""
+    lines = stdout.splitlines()
+    for start in reversed([i for i, line in enumerate(lines) if line.startswith("{")]):
+        try:
+            value, _ = json.JSONDecoder().raw_decode("\n".join(lines[start:]))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None

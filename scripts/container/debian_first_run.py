@@ -137,12 +137,15 @@ class FirstRun:
 
     def suite(self) -> None:
         started = time.monotonic()
-        code, output = self.exec(f"cd {shlex.quote(ROOT_CHECKOUT)} && scripts/test.sh -q -p no:cacheprovider",
+        # -rfE: pytest names every failed and erroring test, so the report says which, not only how many.
+        code, output = self.exec(f"cd {shlex.quote(ROOT_CHECKOUT)} && scripts/test.sh -q -rfE -p no:cacheprovider",
                                  env={"PIP_CERT": CA_IN_CONTAINER, "PIP_CACHE_DIR": PIP_CACHE},
                                  timeout=SUITE_TIMEOUT_S)
         self.timings["suite_s"] = round(time.monotonic() - started, 1)
         summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
-        self.check("suite_passes", code == 0, exit_code=code, summary=summary[-1:] or output.splitlines()[-20:])
+        named = [line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+        self.check("suite_passes", code == 0, exit_code=code, summary=summary[-1:] or output.splitlines()[-20:],
+                   failed=named[:60])
 
     def stop(self, name: str, checkout: str, port: int, user: str | None) -> None:
         code, output = self.exec(f"cd {shlex.quote(checkout)} && scripts/serve.sh --stop", user=user,
