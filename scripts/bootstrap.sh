@@ -69,6 +69,12 @@ ensure_system_packages() {
   fi
   # The browser-page test drives Debian's Chromium (Playwright's own download needs the internet).
   if [ "$profile" = test ] && ! command -v chromium >/dev/null 2>&1; then needs+=(chromium); fi
+  # The suite copies the checkout as git lists it (first-run tests) and runs the docs' curl examples
+  # verbatim; a minimal Debian (a container's, a debootstrap minbase) has neither.
+  if [ "$profile" = test ]; then
+    command -v git >/dev/null 2>&1 || needs+=(git)
+    command -v curl >/dev/null 2>&1 || needs+=(curl)
+  fi
   # The benchmark's storm mode drives the service with Debian's compiled load generator.
   if [ "$profile" = bench ] && ! command -v hey >/dev/null 2>&1; then needs+=(hey); fi
   [ ${#needs[@]} -eq 0 ] && return 0
@@ -88,7 +94,7 @@ ensure_system_packages() {
       java) missing+=(default-jre-headless) ;;
       python) missing+=(python3 python3-venv) ;;
       venv) missing+=(python3-venv) ;;
-      chromium) missing+=(chromium) ;;
+      chromium | git | curl) missing+=("$need") ;;
       hey) missing+=(hey) ;;
     esac
   done

@@ -21,6 +21,23 @@ from scripts.service.ports import free_loopback_ports as free_ports  # noqa: F40
 T = TypeVar("T")
 
 
+def no_private_mount_namespace() -> str | None:
+    """Why this process cannot make a read-only bind mount in a private mount namespace (KServe's
+    /mnt/models as root sees it), or None when it can. Root on a machine can; root in a container
+    without CAP_SYS_ADMIN (a CI job's docker run) cannot, and the tests that need it say so by name."""
+    if os.geteuid() != 0:
+        return "needs root (a private mount namespace)"
+    try:
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                               capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        return "needs unshare (util-linux)"
+    if probe.returncode != 0:
+        said = (probe.stderr.strip().splitlines() or ["no reason given"])[-1]
+        return f"this root cannot make a mount namespace (a container without CAP_SYS_ADMIN?): {said}"
+    return None
+
+
 def wait_until(probe: Callable[[], T], timeout: float, interval: float = 0.1) -> T | None:
     """``probe()``'s first truthy value within ``timeout`` seconds, else its last value (falsy).
     Tests assert on the result, so a timeout fails where the condition is stated."""

@@ -70,7 +70,10 @@ class FirstRun:
 
     # ----------------------------------------------------------------------------- steps
     def start_container(self) -> None:
+        # SYS_ADMIN: root on a machine may make mount namespaces, which the suite's read-only model
+        # store tests use (KServe's /mnt/models); a container's root may not without it.
         podman("run", "-d", "--name", self.container, "--label", self.args.label, "--network", "host",
+               "--cap-add", "SYS_ADMIN",
                "-v", f"{self.args.source}:/src:ro", "-v", f"{self.args.ca_bundle}:{CA_IN_CONTAINER}:ro",
                self.args.image, "sleep", "infinity")
         code, release = self.exec("cat /etc/debian_version; command -v python3 java nginx || true")

@@ -34,10 +34,10 @@ import requests
 from scripts import REPO_ROOT
 from scripts.archive.archive_info import archive_is_stale
 from tests.integration.service import SUITE_ARCHIVE_ENV, SUITE_STORE, service_env, variant_archive
-from tests.support import jpeg_bytes
+from tests.support import jpeg_bytes, no_private_mount_namespace
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                reason="a read-only bind mount in a private mount namespace needs root and unshare")
+CANNOT_MOUNT = no_private_mount_namespace()
+pytestmark = pytest.mark.skipif(CANNOT_MOUNT is not None, reason=f"a read-only bind mount: {CANNOT_MOUNT}")
 
 MODEL = "resnet50"
 START_TIMEOUT_S = 300

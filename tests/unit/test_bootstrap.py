@@ -139,3 +139,27 @@ def test_python_outside_the_range_is_refused_in_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "PYTHON=python3.10-does-not-exist is not Python 3.11-3.13" in result.stderr
+
+
+def test_the_test_profile_names_git_and_curl_when_a_user_cannot_install_them(tmp_path):
+    """The suite copies the checkout with git and runs the docs' curl examples: on a system without them
+    (a minimal Debian), an unprivileged user is told to install them, one line, before anything else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for tool in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            target = bin_dir / tool.name
+            if tool.name not in ("git", "curl", "id") and not target.exists() and os.access(tool, os.X_OK):
+                target.symlink_to(tool)
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")  # not root: nothing is apt-installed
+    (bin_dir / "id").chmod(0o755)
+    for tool in ("chromium", "nginx"):  # present, so only git and curl are missing
+        if not (bin_dir / tool).exists():
+            fake_command(bin_dir, tool, "")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "VENV_DIR": str(tmp_path / "venv"), "LANG": "C.UTF-8"}
+    result = subprocess.run(["bash", "-c", f"source '{REPO}/scripts/bootstrap.sh' test"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "missing:" in line and "git" in line and "curl" in line, result.stderr
+    assert not (tmp_path / "venv").exists()
