@@ -132,7 +132,9 @@ class KServePlay(KubePlay):
         except KServeClientUnavailable as error:
             code, answer = 1, {"error": str(error)}
         self.report["kserve_grpc_client"] = answer
-        self.check("kserve_grpc_client", code == 0 and answer.get("ok") is True, error=answer.get("error"))
+        self.check("kserve_grpc_client", code == 0 and answer.get("ok") is True, error=answer.get("error"),
+                   classification=answer.get("classification"),
+                   text_file=(answer.get("text_file") or {}).get("status"))
 
     def check_inside(self, inspect: dict) -> None:
         super().check_inside(inspect)
