@@ -141,12 +141,19 @@ class FirstRun:
     def suite(self) -> None:
         started = time.monotonic()
         # -rfE: pytest names every failed and erroring test, so the report says which, not only how many.
-        code, output = self.exec(f"cd {shlex.quote(ROOT_CHECKOUT)} && scripts/test.sh -q -rfE -p no:cacheprovider",
+        # FIRST_RUN_SUITE_ARGS: pytest arguments of one's own (a module to rerun), after the defaults.
+        extra = os.environ.get("FIRST_RUN_SUITE_ARGS", "")
+        code, output = self.exec(f"cd {shlex.quote(ROOT_CHECKOUT)} && scripts/test.sh -q -rfE -p no:cacheprovider "
+                                 f"{extra}",
                                  env={"PIP_CERT": CA_IN_CONTAINER, "PIP_CACHE_DIR": PIP_CACHE},
                                  timeout=SUITE_TIMEOUT_S)
         self.timings["suite_s"] = round(time.monotonic() - started, 1)
         summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
         named = [line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+        log = self.args.report.with_suffix(".suite.log")  # pytest's whole output, tracebacks included
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(output)
+        self.report["suite_log"] = str(log)
         self.check("suite_passes", code == 0, exit_code=code, summary=summary[-1:] or output.splitlines()[-20:],
                    failed=named[:60])
 
