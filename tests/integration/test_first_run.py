@@ -102,15 +102,32 @@ def assert_owns_its_torchserve(instance: Instance) -> None:
     """Every internal port in ports.json is held by this instance's own processes, and its
     nginx proxies to them (not to another instance's TorchServe)."""
     ports = instance.ports()
-    listening = set()
-    for process in [instance.supervisor(), *instance.supervisor().children(recursive=True)]:
-        try:
-            listening |= {c.laddr.port for c in process.net_connections("inet") if c.status == "LISTEN"}
-        except psutil.Error:
-            pass
+    listening = listening_ports(instance)
     assert {ports[name] for name in INTERNAL} <= listening, (ports, listening)
     nginx_conf = (instance.run_dir / "config" / "nginx.conf").read_text()
     assert f"server 127.0.0.1:{ports['TS_INFERENCE_PORT']} " in nginx_conf
+
+
+LISTENING = """
+import json, sys, psutil
+tree = psutil.Process(int(sys.argv[1]))
+print(json.dumps(sorted({c.laddr.port for p in [tree, *tree.children(recursive=True)]
+                         for c in p.net_connections("inet") if c.status == "LISTEN"})))
+"""
+
+
+def listening_ports(instance: Instance) -> set[int]:
+    """The ports the instance's supervisor and its children listen on, read by a process of the
+    instance's own user: root in a container without CAP_SYS_PTRACE may not read another user's
+    sockets (psutil's AccessDenied), while a user may always read its own."""
+    pid = str(instance.supervisor().pid)
+    if instance.user:
+        command = ["runuser", "-u", instance.user, "--", f"{instance.env['VENV_DIR']}/bin/python", "-c", LISTENING, pid]
+    else:
+        command = [sys.executable, "-c", LISTENING, pid]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"cannot list the ports of {instance.user or 'root'}'s instance: {result.stderr}"
+    return set(json.loads(result.stdout))
 
 
 def nginx_worker_users(instance: Instance) -> set[str]:
