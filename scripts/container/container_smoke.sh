@@ -6,7 +6,8 @@
 #
 # Writes a JSON report to SMOKE_REPORT (default test-artifacts/container_smoke.json); the
 # checks, timings and sizes are done by scripts/container/container_smoke.py. Containers are removed on
-# exit; the images are kept, so a rerun only rebuilds what changed.
+# exit; the image is kept, so a rerun only rebuilds what changed (the image a rebuild replaces is
+# removed: each is ~7 GB).
 #
 #   SMOKE_TAG=resnet50-serve:smoke            the image built from ./Dockerfile
 #   SMOKE_COLD=1       remove the smoke image, the stand-in base and podman's dangling build
@@ -85,6 +86,7 @@ host_ca_bundle
 BUILD_LOG=${REPORT%.json}.build.log
 say "building $TAG from ./Dockerfile (packages from the hash-checked locks); log: $BUILD_LOG"
 build_started=$SECONDS
+previous_image=$(podman image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)
 if ! podman build --pull=never --format docker \
     --volume "$WORK/pip:/etc/xdg/pip:ro" -t "$TAG" . >"$BUILD_LOG" 2>&1; then
   tail -40 "$BUILD_LOG" >&2
@@ -92,6 +94,12 @@ if ! podman build --pull=never --format docker \
   exit 1
 fi
 build_s=$((SECONDS - build_started))
+# The image this build replaced (a changed lock or Dockerfile): ~7 GB that nothing names any more.
+# Its layers shared with the new image stay; podman refuses while a container still uses it.
+current_image=$(podman image inspect --format '{{.Id}}' "$TAG")
+if [ -n "$previous_image" ] && [ "$previous_image" != "$current_image" ]; then
+  podman rmi "$previous_image" >/dev/null 2>&1 && say "removed the image this build replaced (${previous_image:0:12})" || true
+fi
 
 # --- run and check -------------------------------------------------------------------------
 python3 -m scripts.container.container_smoke --image "$TAG" --base "$BASE" --label "$RUN_LABEL" \

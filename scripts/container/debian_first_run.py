@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -40,6 +41,11 @@ INSTALL_TIMEOUT_S = 1800  # apt + a venv with PyTorch from pip's index + the arc
 SUITE_TIMEOUT_S = 3600
 SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "sample.jpg"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What the container's writable layer grows to, in GB, seen here on Debian 13 (Python 3.13 takes
+# PyPI's CUDA build of torch): two venvs of about 5.6 GB, pip's shared cache of about 3 GB and apt's
+# packages; the suite adds its test packages and its temporary model stores. Checked before the first
+# install, so a full disk is one line at the start, not "No space left on device" twenty minutes in.
+NEEDS_GB = {"serve": 16, "suite": 26}
 
 
 class FirstRun:
@@ -79,6 +85,20 @@ class FirstRun:
         code, release = self.exec("cat /etc/debian_version; command -v python3 java nginx || true")
         self.report["fresh_system"] = release.strip().splitlines()
         self.check("fresh_debian_13", code == 0 and release.startswith("13"), release=release.strip())
+
+    def disk_space(self) -> bool:
+        store = podman("info", "--format", "{{.Store.GraphRoot}}").stdout.decode().strip()
+        free_gb = round(shutil.disk_usage(store).free / 1e9, 1)
+        needs_gb = NEEDS_GB["suite" if self.args.suite else "serve"]
+        return self.check("disk_space_for_two_installs", free_gb >= needs_gb, store=store, free_gb=free_gb,
+                          needs_gb=needs_gb, expected=f"at least {needs_gb} GB free under {store}",
+                          found=f"{free_gb} GB")
+
+    def container_size(self) -> None:
+        """How much the two installs (and the suite) wrote: the figure NEEDS_GB is kept beside."""
+        result = podman("ps", "-a", "--size", "--filter", f"name={self.container}", "--format", "{{.Size}}",
+                        check=False, timeout=300)
+        self.report["container_size"] = result.stdout.decode().strip()
 
     def serve(self, name: str, checkout: str, port: int, user: str | None) -> bool:
         env = {"PORT": str(port), "PIP_CERT": CA_IN_CONTAINER, "PIP_CACHE_DIR": PIP_CACHE}
@@ -163,6 +183,8 @@ class FirstRun:
         self.check(f"{name}_stop_exit_0", code == 0, output=output.strip()[-200:])
 
     def run(self) -> int:
+        if not self.disk_space():
+            return 1
         self.start_container()
         root_port, user_port = free_port(), free_port()
         while user_port == root_port:
@@ -197,6 +219,8 @@ def summary(report: dict) -> str:
     for name, check in report["checks"].items():
         rows.append(f"  {'ok  ' if check['ok'] else 'FAIL'} {name}")
     rows.append("  versions: " + "; ".join(report.get("versions", [])))
+    if report.get("container_size"):
+        rows.append(f"  container's writable layer: {report['container_size']}")
     rows.append("  timings (s): " + ", ".join(f"{k}={v}" for k, v in report["timings"].items()))
     return "\n".join(rows)
 
@@ -220,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - reported, then the run fails
         first_run.check("first_run_completed", False, error=f"{type(error).__name__}: {error}")
     finally:
+        first_run.container_size()  # also after a failure: a full disk shows here
         podman("rm", "-f", "-t", "0", first_run.container, check=False)
         first_run.timings["total_s"] = round(time.monotonic() - started, 1)
         report = first_run.report
