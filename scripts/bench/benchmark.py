@@ -65,8 +65,8 @@ from handler.model_meta import parse_model_meta
 from handler.pipeline import ClassificationPipeline
 from handler.runtime_env import available_cpus, configure_torch_threads
 from scripts.bench.loadgen import (ARRIVALS, LATENCY_NOTE, cpu_seconds, csv_rows, latency_summary, parse_fractions,
-                                   parse_rates, pool_open_rounds, pool_service_cpu, run_open_level, write_csv,
-                                   write_json)
+                                   parse_rates, percentile_ratio_interval, pool_open_rounds, pool_service_cpu,
+                                   run_open_level, write_csv, write_json)
 from scripts.bench.machine import cpu_description
 from scripts.bench.plot import draw
 from scripts.bench.process_tree import import_rss_mb, supervisor_pid, tree_cpu_seconds, tree_memory
@@ -695,17 +695,21 @@ def _protocol_lines(report: dict) -> list[str]:
              "load-gen CPU s HTTP / gRPC |",
              "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     spreads = report.get("protocols_rounds_ratio") or [[] for _ in http]
-    for h, g, spread in zip(http, grpc_levels, spreads):
+    intervals = report.get("protocols_p99_ratio_interval") or [None for _ in http]
+    for h, g, spread, interval in zip(http, grpc_levels, spreads, intervals):
         ratio = g["req_per_s"] / h["req_per_s"] if h["req_per_s"] else float("nan")
         p99 = g["p99_ms"] / h["p99_ms"] if h.get("p99_ms") and g.get("p99_ms") is not None else float("nan")
+        p99 = f"{p99:.2f}" + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
         rounds = ", ".join(f"{r:.2f}" for r in spread if r is not None) or "-"
         lines.append(f"| {h['concurrency']} | {h['req_per_s']} | {_fmt(h['p50_ms'])} / {_fmt(h['p99_ms'])} | "
-                     f"{g['req_per_s']} | {_fmt(g['p50_ms'])} / {_fmt(g['p99_ms'])} | **{ratio:.2f}x** | {p99:.2f} | "
+                     f"{g['req_per_s']} | {_fmt(g['p50_ms'])} / {_fmt(g['p99_ms'])} | **{ratio:.2f}x** | {p99} | "
                      f"{rounds} | {_cpu_per_call(h)} / {_cpu_per_call(g)} | "
                      f"{_fmt(h.get('loadgen_cpu_s'), '.1f')} / {_fmt(g.get('loadgen_cpu_s'), '.1f')} |")
     return lines + ["", "Service CPU per call: the instance's processes (supervisor with the gRPC front, nginx, "
                     "TorchServe, workers) over the level ÷ calls answered; what the front and its loopback hop "
-                    "cost shows as gRPC's excess over HTTP's."]
+                    "cost shows as gRPC's excess over HTTP's. In brackets after the p99 ratio: its 90 % bootstrap "
+                    "interval (pairs of turns resampled; scripts/bench/loadgen.py percentile_ratio_interval): a p99 is "
+                    "a level's few slowest calls, and an interval that holds 1.0 is no measured difference."]
 
 
 def _cpu_per_call(level: dict) -> str:
@@ -820,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     variant_instances: dict[str, PrivateInstance] = {}
     closed: dict[str, list[dict]] = {}
     closed_ratios: dict[str, list[list]] = {"stock": [], "kserve": [], "v2-http": []}
+    p99_intervals: list[tuple[float, float] | None] = []  # gRPC ÷ HTTP p99, 90 % bootstrap, per level
     open_levels: dict[str, list[dict]] = {}
     capacity: dict[str, float] = {}
     memory: dict = {"services": {}}
@@ -871,6 +876,8 @@ def main(argv: list[str] | None = None) -> int:
                     closed_ratios[baseline].append(ratios_per_round(rounds["default"], rounds[baseline]))
             if sweep and {"v2-grpc", "v2-http"} <= rounds.keys():  # gRPC ÷ HTTP, turn by turn
                 closed_ratios["v2-http"].append(ratios_per_round(rounds["v2-grpc"], rounds["v2-http"]))
+                p99_intervals.append(percentile_ratio_interval([r["_latencies"] for r in rounds["v2-grpc"]],
+                                                               [r["_latencies"] for r in rounds["v2-http"]]))
             return pooled
 
         for concurrency in concurrency_levels:
@@ -958,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     if set(protocols) & set(PROTOCOL_TARGETS):
         report["protocols"] = {name: closed.get(name, []) for name in PROTOCOL_TARGETS if name in protocols}
         report["protocols_rounds_ratio"] = closed_ratios["v2-http"]
+        report["protocols_p99_ratio_interval"] = p99_intervals
     if variants:
         report["variants"] = [{"label": spec, "env": variants[spec], "runtime": variant_runtime[spec],
                                "levels": closed.get(spec, [])} for spec in variants]

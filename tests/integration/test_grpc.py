@@ -153,6 +153,7 @@ def test_bytes_contents_and_the_request_id_in_metadata_and_logs(grpc_service, st
     [access] = [line for line in lines if line.get("logger") == "grpc.access"]
     assert access["method"] == "/inference.GRPCInferenceService/ModelInfer" and access["grpc_status"] == "OK"
     assert access["upstream_status"] == 200 and access["latency_s"] > 0
+    assert 0 < access["upstream_latency_s"] <= access["latency_s"]
 
 
 # ---------------------------------------------------------------------------------- errors

@@ -73,5 +73,7 @@ def test_the_report_compares_the_transports():
     report["protocols"]["v2-http"][0]["service_cpu_s"] = 12.0  # 120 ms per call over 100 calls
     report["protocols"]["v2-grpc"][0]["service_cpu_s"] = 12.5
     assert "| 120 / 125 |" in "\n".join(benchmark._protocol_lines(report))
+    report["protocols_p99_ratio_interval"] = [(0.87, 1.04)]
+    assert "| **1.05x** | 0.95 (0.87–1.04) |" in "\n".join(benchmark._protocol_lines(report))
     rows = csv_rows({"levels": [], **report})
     assert [(r["target"], r["throughput_rps"]) for r in rows] == [("v2-http", 10.0), ("v2-grpc", 10.5)]

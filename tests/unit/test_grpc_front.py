@@ -106,6 +106,7 @@ def test_bytes_contents_answer_as_raw_contents_and_the_request_id_goes_both_ways
     [line] = running.lines("ModelInfer")
     assert line["request_id"] == "my-id-7" and line["grpc_status"] == "OK" and line["upstream_status"] == 200
     assert line["level"] == "INFO" and line["logger"] == "grpc.access" and line["latency_s"] > 0
+    assert 0 < line["upstream_latency_s"] <= line["latency_s"]
 
 
 # ---------------------------------------------------------------------------------- errors

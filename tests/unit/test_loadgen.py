@@ -5,6 +5,7 @@ dropped sends, errors) and the CSV / JSON writers."""
 import csv
 import json
 import math
+import random
 import statistics
 import threading
 import time
@@ -15,8 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 from scripts.bench.loadgen import (CSV_FIELDS, arrival_offsets, csv_rows, latency_summary, parse_fractions,
-                             parse_rates, percentile, pool_open_rounds, public, run_open_level, write_csv,
-                             write_json)
+                             parse_rates, percentile, percentile_ratio_interval, pool_open_rounds, public,
+                             run_open_level, write_csv, write_json)
 
 
 # ------------------------------------------------------------------------- schedules
@@ -223,3 +224,53 @@ def test_json_is_strict_and_leaves_out_the_samples(tmp_path):
     assert "_service_times" not in loaded["open_loop"]["targets"]["default"][0]
     assert loaded["levels"][0]["req_per_s"] == 19.5
     assert public({"a": [float("inf"), 1.5], "_b": 1}) == {"a": [None, 1.5]}
+
+
+# ------------------------------------------------------------------ p99 ratio interval
+def _spread(n: int, low: float, high: float) -> list[float]:
+    return [low + (high - low) * i / (n - 1) for i in range(n)]
+
+
+def _turns(latencies: list[float], turns: int) -> list[list[float]]:
+    return [latencies[i::turns] for i in range(turns)]
+
+
+def test_the_p99_ratio_interval_of_one_distribution_holds_one():
+    latencies = _spread(800, 0.3, 0.6)
+    low, high = percentile_ratio_interval(_turns(latencies, 8), _turns(latencies[::-1], 8))
+    assert low <= 1.0 <= high
+    assert high - low < 0.1  # 800 evenly spread calls pin their p99 closely
+
+
+def test_a_slower_tail_is_outside_the_interval_of_no_difference():
+    http = _spread(800, 0.3, 0.5)
+    grpc = _spread(800, 0.3, 0.6)  # p99 ≈ 0.597 against ≈ 0.498: 1.2×
+    low, high = percentile_ratio_interval(_turns(grpc, 8), _turns(http, 8))
+    assert 1.0 < low <= percentile(grpc, 99) / percentile(http, 99) <= high
+
+
+def test_a_slow_minute_that_both_sides_shared_widens_the_interval_but_is_paired():
+    """Turn 3 ran while the machine was slow, for both: resampling pairs of turns keeps that common."""
+    calm, slow = _spread(100, 0.3, 0.5), _spread(100, 0.6, 1.0)
+    grpc = [calm] * 3 + [slow] + [calm] * 4
+    http = [[v * 1.01 for v in turn] for turn in grpc]
+    low, high = percentile_ratio_interval(grpc, http)
+    assert 0.95 < low <= high < 1.0  # gRPC 1 % faster in every turn: the interval says so, slow turn or not
+    unpaired = percentile_ratio_interval(grpc, [calm] * 8)  # the slow turn on one side only
+    assert unpaired[1] - unpaired[0] > high - low
+
+
+def test_few_turns_give_a_wider_interval_and_the_same_one_for_the_same_seed():
+    rng = random.Random(3)
+    noisy = [[rng.uniform(0.3, 0.6) for _ in range(100)] for _ in range(12)]
+    other = [[rng.uniform(0.3, 0.6) for _ in range(100)] for _ in range(12)]
+    wide = percentile_ratio_interval(noisy[:2], other[:2], resamples=300)
+    narrow = percentile_ratio_interval(noisy, other, resamples=300)
+    assert wide[1] - wide[0] >= narrow[1] - narrow[0]
+    assert percentile_ratio_interval(noisy, other, resamples=300, seed=7) == \
+        percentile_ratio_interval(noisy, other, resamples=300, seed=7)
+
+
+def test_no_interval_without_a_pair_of_turns_with_calls():
+    assert percentile_ratio_interval([], [[0.1]]) is None
+    assert percentile_ratio_interval([[0.1], []], [[], [0.2]]) is None
