@@ -165,7 +165,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_INFLIGHT", "32", "Predictions nginx lets in at once; more = 503 overloaded with Retry-After "
             "(keeps every wait well under REQUEST_TIMEOUT)."),
     Setting("SHED_HOLD_MS", "1000", "Longest time a prediction shed by MAX_INFLIGHT is held before its 503, scaled "
-            "by how full TorchServe's queue is, so clients that retry at once are slowed to one try per hold and "
+            "by how loaded the service is (TorchServe's queue, or the requests shed in the last second), so clients "
+            "that retry at once are slowed to one try per hold and "
             "leave the cores to the model (scripts/service/shedding.py); 0 = answer at once."),
     Setting("RATE_LIMIT_RPS", "0", "Per-client (IP) request rate limit on /predict and /info; 0 = off. "
             "Over it: 429 rate_limited."),

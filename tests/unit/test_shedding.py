@@ -19,8 +19,23 @@ def test_the_hold_grows_with_the_queue_up_to_the_setting(queue, expected):
     assert shed_hold_seconds(queue, max_inflight=32, hold_max_s=1.0) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("queue, shed, expected", [(0, 8, 0.25), (8, 0, 0.25), (8, 16, 0.5), (24, 16, 0.75),
+                                                   (0, 32, 1.0), (0, 500, 1.0), (None, 0, 1.0)])
+def test_the_hold_takes_the_larger_of_the_queue_and_the_shed_count(queue, shed, expected):
+    assert shed_hold_seconds(queue, 32, 1.0, recently_shed=shed) == pytest.approx(expected)
+
+
 def test_no_hold_when_turned_off():
-    assert shed_hold_seconds(None, 32, 0.0) == shed_hold_seconds(32, 32, 0.0) == 0.0
+    assert shed_hold_seconds(None, 32, 0.0) == shed_hold_seconds(32, 32, 0.0, recently_shed=64) == 0.0
+
+
+def test_a_storm_is_held_even_when_the_queue_reads_empty():
+    """The queue is a 0.5 s sample and once read ~0 through a whole storm: the shed count still holds it."""
+    now = [100.0]
+    tarpit = ShedTarpit(max_inflight=4, hold_max_s=1.0, sleep=lambda s: None, clock=lambda: now[0])
+    assert [tarpit.hold(0) for _ in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+    now[0] += 1.5  # the storm is over: a lone shed request a second and a half later
+    assert tarpit.hold(0) == pytest.approx(0.25)
 
 
 def test_held_requests_are_capped_and_counted():
