@@ -699,10 +699,10 @@ def _protocol_lines(report: dict) -> list[str]:
     for h, g, spread, interval in zip(http, grpc_levels, spreads, intervals):
         ratio = g["req_per_s"] / h["req_per_s"] if h["req_per_s"] else float("nan")
         p99 = g["p99_ms"] / h["p99_ms"] if h.get("p99_ms") and g.get("p99_ms") is not None else float("nan")
-        p99 = f"{p99:.2f}" + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
+        p99_text = f"{p99:.2f}" + (f" ({interval[0]:.2f}–{interval[1]:.2f})" if interval else "")
         rounds = ", ".join(f"{r:.2f}" for r in spread if r is not None) or "-"
         lines.append(f"| {h['concurrency']} | {h['req_per_s']} | {_fmt(h['p50_ms'])} / {_fmt(h['p99_ms'])} | "
-                     f"{g['req_per_s']} | {_fmt(g['p50_ms'])} / {_fmt(g['p99_ms'])} | **{ratio:.2f}x** | {p99} | "
+                     f"{g['req_per_s']} | {_fmt(g['p50_ms'])} / {_fmt(g['p99_ms'])} | **{ratio:.2f}x** | {p99_text} | "
                      f"{rounds} | {_cpu_per_call(h)} / {_cpu_per_call(g)} | "
                      f"{_fmt(h.get('loadgen_cpu_s'), '.1f')} / {_fmt(g.get('loadgen_cpu_s'), '.1f')} |")
     return lines + ["", "Service CPU per call: the instance's processes (supervisor with the gRPC front, nginx, "

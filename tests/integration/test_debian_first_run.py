@@ -29,8 +29,9 @@ pytestmark = [
 ]
 
 CHECKS = {
-    "disk_space_for_two_installs", "fresh_debian_13", "root_serve_detach_exit_0", "root_health_200", "root_info_200_json", "root_predict_200",
-    "root_text_415_json", "root_get_page_200", "root_get_openapi.json_200", "python_3_11_to_3_13_and_java_17_plus",
+    "disk_space_for_two_installs", "fresh_debian_13", "root_serve_detach_exit_0", "root_health_200",
+    "root_info_200_json", "root_predict_200", "root_text_415_json", "root_get_page_200",
+    "root_get_openapi.json_200", "python_3_11_to_3_13_and_java_17_plus",
     "user_created_with_private_home", "user_serve_detach_exit_0", "user_health_200", "user_predict_200",
     "nginx_workers_run_as_each_instance_user", "root_beside_user_health_200", "user_stop_exit_0", "root_stop_exit_0",
 }

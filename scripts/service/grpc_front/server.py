@@ -16,11 +16,12 @@ Runs as grpc.aio on an event loop in a thread of the supervisor, which starts it
 and stops it first (its calls still in flight drain through nginx). Each call is one JSON log line
 (logger ``grpc.access``) in the supervisor's stream and counts in ``resnet50_grpc_*`` on GET /metrics.
 
-Why here and through nginx: the front costs one loopback hop and a little CPU per call (its own share
-of a call, measured from the log's latency_s - upstream_latency_s: 0.7 ms median, 3.4 ms p99, beside
-the model's hundreds; scripts/bench/grpc_front_overhead.py, and the benchmark's --protocols mode
-measures gRPC against HTTP v2 in one run), and nginx then applies every limit of the HTTP routes; TorchServe's own gRPC service for
-the protocol cannot serve tritonclient (wrong package name, no raw tensors).
+Why here and through nginx: the front costs one loopback hop and a little CPU per call (its own
+share of a call, the log's latency_s - upstream_latency_s, measured at 0.7 ms median and 3.4 ms p99
+beside the model's hundreds: scripts/bench/grpc_front_overhead.py; the benchmark's --protocols mode
+measures gRPC against HTTP v2 in one run), and nginx then applies every limit of the HTTP routes;
+TorchServe's own gRPC service for the protocol cannot serve tritonclient (wrong package name, no raw
+tensors).
 """
 
 from __future__ import annotations
